@@ -1,0 +1,44 @@
+# oodgate: two commands. `make run` sets up and serves; `make test` sets up and tests.
+# Datasets come from their canonical sources into ~/.cache/oodgate/data, or from a
+# read-only mirror folder named by OODGATE_DATA_DIR (no network).
+
+PYTHON ?= python3
+VENV := .venv
+CARGO ?= cargo
+OODGATE := target/release/oodgate
+
+# The ONNX Runtime library the service loads, from the pinned onnxruntime wheel.
+export ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1))
+
+.PHONY: run test setup setup-test build data fmt lint clean
+
+run: setup data
+	$(OODGATE) serve
+
+test: setup-test data
+	$(CARGO) test --release --workspace
+	$(VENV)/bin/python -m pytest -q train/tests
+
+setup:
+	scripts/setup.sh runtime
+	$(MAKE) build
+
+setup-test:
+	scripts/setup.sh test
+	$(MAKE) build
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+data: build
+	$(OODGATE) data fetch
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf target $(VENV)

@@ -1,0 +1,1 @@
+//! oodgate-replay library.

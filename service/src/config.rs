@@ -1,0 +1,243 @@
+//! Configuration: defaults, then an optional TOML file, then `OODGATE_...` variables.
+//!
+//! `OODGATE_MODEL__DIR=models/mnist-plain` sets `model.dir`; the double underscore
+//! separates sections because names contain single underscores.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub index: IndexConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Folder with model.onnx, classes.json and card.json.
+    pub dir: PathBuf,
+    /// libonnxruntime.so; empty means the `ORT_DYLIB_PATH` variable.
+    pub ort_dylib_path: PathBuf,
+    /// ONNX Runtime intra-op threads.
+    pub intra_threads: usize,
+    /// Graph optimisation level, 0 (none) to 3 (all).
+    pub optimization_level: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Neighbours from the HNSW graph.
+    Hnsw,
+    /// Brute-force neighbours: scikit-learn's exact answer.
+    Exact,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// The index artifact; empty means `<cache_dir>/<model name>-<model hash prefix>-k<k>.lof`,
+    /// built from the MNIST training images on first start.
+    pub path: PathBuf,
+    /// Where built indexes are cached when `path` is empty.
+    pub cache_dir: PathBuf,
+    /// LOF neighbours.
+    pub k: usize,
+    /// Default threshold: the fraction of training images LOF calls outliers.
+    pub contamination: f64,
+    pub search: SearchMode,
+    /// HNSW search breadth (higher: better recall, slower).
+    pub ef: usize,
+    /// HNSW graph degree and build breadth.
+    pub hnsw_m: usize,
+    pub hnsw_ef_construction: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub grpc_addr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `oodgate=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelConfig {
+                dir: PathBuf::from("models/mnist-l2"),
+                ort_dylib_path: PathBuf::new(),
+                intra_threads: 2,
+                optimization_level: 3,
+            },
+            index: IndexConfig {
+                path: PathBuf::new(),
+                cache_dir: PathBuf::from(".cache/index"),
+                k: 20,
+                contamination: 0.001,
+                search: SearchMode::Hnsw,
+                ef: 64,
+                hnsw_m: 16,
+                hnsw_ef_construction: 200,
+            },
+            server: ServerConfig {
+                grpc_addr: "127.0.0.1:50051".into(),
+            },
+            log: LogConfig {
+                format: LogFormat::Human,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let defaults = config::Config::try_from(&Config::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        // Only `OODGATE_<SECTION>__<KEY>` variables are settings; others with the same
+        // prefix (OODGATE_DATA_DIR, OODGATE_CONFIG, ...) belong to other parts.
+        let settings: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                k.strip_prefix("OODGATE_")
+                    .is_some_and(|rest| rest.contains("__"))
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("OODGATE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(settings)),
+        );
+        let config: Config = builder.build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.index.k == 0 {
+            return bad("index.k must be at least 1".into());
+        }
+        if !(self.index.contamination > 0.0 && self.index.contamination <= 0.5) {
+            return bad(format!(
+                "index.contamination must be in (0, 0.5], got {}",
+                self.index.contamination
+            ));
+        }
+        if self.index.ef < self.index.k {
+            return bad(format!(
+                "index.ef ({}) must be at least index.k ({})",
+                self.index.ef, self.index.k
+            ));
+        }
+        if !(2..=256).contains(&self.index.hnsw_m) {
+            return bad(format!(
+                "index.hnsw_m must be in 2..=256, got {}",
+                self.index.hnsw_m
+            ));
+        }
+        if self.model.intra_threads == 0 {
+            return bad("model.intra_threads must be at least 1".into());
+        }
+        if self.model.optimization_level > 3 {
+            return bad(format!(
+                "model.optimization_level must be 0 to 3, got {}",
+                self.model.optimization_level
+            ));
+        }
+        if self
+            .server
+            .grpc_addr
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return bad(format!(
+                "server.grpc_addr must be host:port, got {:?}",
+                self.server.grpc_addr
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oodgate.toml");
+        std::fs::write(&path, "[index]\nk = 10\nef = 32\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.index.k, c.index.ef), (10, 32));
+        assert_eq!(c.index.contamination, 0.001);
+
+        std::fs::write(&path, "[index]\nkk = 10\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("kk"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let mut c = Config::default();
+        c.index.contamination = 0.7;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("index.contamination")
+        );
+        let mut c = Config::default();
+        c.server.grpc_addr = "nowhere".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.grpc_addr")
+        );
+    }
+}

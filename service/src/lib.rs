@@ -1,0 +1,10 @@
+//! oodgate: classify digits, reject what the model does not know.
+//!
+//! An ONNX model embeds each image ([`embed`], after [`preprocess`]); Local Outlier
+//! Factor on that embedding (the `oodgate-lof` crate) decides Classify or Reject.
+
+pub mod config;
+pub mod embed;
+pub mod model;
+pub mod preprocess;
+pub mod runtime;

@@ -1,0 +1,151 @@
+"""Train an MNIST model by recipe, export it to ONNX and write its model card.
+
+    .venv/bin/python train/train.py --recipe l2-aug --out models/mnist-l2
+    .venv/bin/python train/train.py --recipe l2-aug --no-l2 --out models/mnist-plain
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from oodtrain import data, export, recipes  # noqa: E402
+from oodtrain import model as network  # noqa: E402
+
+MNIST_CLASSES = [str(d) for d in range(10)]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="l2-aug", help="recipe name (see oodtrain/recipes.py)")
+    p.add_argument("--no-l2", action="store_true", help="train the plain CNN baseline (no L2 constraint)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (model.onnx, card.json, classes.json)")
+    p.add_argument("--name", help="model name in the card (default: the output folder's name)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
+    p.add_argument("--accuracy-target", type=float, default=0.995,
+                   help="test accuracy the Rust model test holds the exported model to")
+    return p.parse_args(argv)
+
+
+def augmenter(seed: int):
+    import keras
+    from keras import layers
+
+    # Small affine jitter: digits stay digits (no flips), as in the usual MNIST setups.
+    return keras.Sequential([
+        layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
+        layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2),
+    ], name="augment")
+
+
+def train_dataset(x, y, recipe, seed):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(recipe.batch_size)
+    if recipe.augment:
+        aug = augmenter(seed)
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def versions():
+    import keras
+    import numpy
+    import onnx
+    import onnxruntime
+    import tensorflow
+    import tf2onnx
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tensorflow.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    recipe = recipes.lookup(args.recipe)
+    if args.no_l2:
+        recipe = recipes.plain(recipe)
+    if args.epochs:
+        recipe = replace(recipe, epochs=args.epochs)
+
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(args.seed)
+    x_train, y_train, train_sums = data.mnist("train")
+    x_test, y_test, test_sums = data.mnist("test")
+    if args.subset:
+        x_train, y_train = x_train[: args.subset], y_train[: args.subset]
+
+    train_model, export_model = network.build(recipe)
+    steps = int(np.ceil(len(x_train) / recipe.batch_size)) * recipe.epochs
+    lr = recipe.learning_rate
+    if recipe.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps)
+    train_model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                        metrics=["accuracy"])
+
+    print(f"recipe {recipe.name}: {recipe.description}", flush=True)
+    started = time.time()
+    train_model.fit(train_dataset(x_train, y_train, recipe, args.seed), epochs=recipe.epochs,
+                    validation_data=(x_test, y_test) if not args.subset else None, verbose=2)
+    training_seconds = time.time() - started
+    _, test_accuracy = train_model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    print(f"test accuracy {test_accuracy:.4f} after {training_seconds:.0f} s", flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / "model.onnx"
+    export.export_onnx(export_model, onnx_path)
+    diff = export.check_agreement(export_model, onnx_path, x_test[:256])
+    print(f"ONNX Runtime vs Keras: max abs difference {diff:.2e}", flush=True)
+
+    card = {
+        "name": args.name or args.out.name,
+        "task": "MNIST digit classification; the embedding feeds Local Outlier Factor",
+        "recipe": recipe.to_dict(),
+        "seed": args.seed,
+        "epochs": recipe.epochs,
+        "training_images": int(len(x_train)),
+        "training_seconds": round(training_seconds, 1),
+        "test_images": int(len(x_test)),
+        "test_accuracy": round(float(test_accuracy), 6),
+        "accuracy_target": args.accuracy_target,
+        "data_sha256": {**{"mnist/" + k: v for k, v in train_sums.items()},
+                        **{"mnist/" + k: v for k, v in test_sums.items()}},
+        "input": {"name": export.INPUT_NAME, "layout": "NHWC", "shape": [None, 28, 28, 1],
+                  "dtype": "float32", "range": [0.0, 1.0], "polarity": "white digit on black"},
+        "outputs": {"embedding": [None, recipe.embedding_dim], "probabilities": [None, 10]},
+        "onnx_keras_max_abs_diff": diff,
+        "model_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "versions": versions(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (args.out / "classes.json").write_text(json.dumps(MNIST_CLASSES) + "\n")
+    print(f"wrote {onnx_path}, card.json, classes.json", flush=True)
+    return card
+
+
+if __name__ == "__main__":
+    main()
