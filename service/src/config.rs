@@ -94,7 +94,7 @@ impl Default for Config {
                 k: 20,
                 contamination: 0.001,
                 search: SearchMode::Hnsw,
-                ef: 64,
+                ef: 256,
                 hnsw_m: 16,
                 hnsw_ef_construction: 200,
             },

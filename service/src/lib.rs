@@ -4,7 +4,10 @@
 //! Factor on that embedding (the `oodgate-lof` crate) decides Classify or Reject.
 
 pub mod config;
+pub mod detector;
 pub mod embed;
+pub mod eval;
 pub mod model;
 pub mod preprocess;
+pub mod progress;
 pub mod runtime;

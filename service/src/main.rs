@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use oodgate::config::{Config, LogFormat};
-use oodgate::embed::{Embedder, SessionOptions};
-use oodgate::model::ModelFiles;
-use oodgate::runtime;
+use oodgate::detector::Detector;
+
+mod commands;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,46 @@ enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
+    /// The LOF index of the configured model.
+    Index {
+        #[command(subcommand)]
+        action: IndexAction,
+    },
+    /// The seed article's tables for the committed models (Markdown, and JSON with --json).
+    Eval {
+        /// Model folders; default: every model under models/.
+        #[arg(long = "model")]
+        models: Vec<PathBuf>,
+        /// LOF neighbours.
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        /// Only the first N images of every set (a quick check, not the real table).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Skip LOF on raw pixels (the slowest part).
+        #[arg(long)]
+        no_input_space: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Write the index's training embeddings and the test sets' embeddings as .npy files
+    /// (for checking against scikit-learn).
+    ExportEmbeddings {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexAction {
+    /// Embed the MNIST training images, fit LOF, build the HNSW graph, save the artifact.
+    Build {
+        /// Where to write it; default: the configured index path.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -41,8 +81,9 @@ enum DataAction {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},hnsw_rs=warn", config.log.level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -53,23 +94,20 @@ fn init_logging(config: &Config) {
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {
-    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
-    let files = ModelFiles::load(&config.model.dir)?;
-    let options = SessionOptions {
-        intra_threads: config.model.intra_threads,
-        optimization_level: config.model.optimization_level,
-    };
-    let embedder = Embedder::load(env, &files.onnx_path, options)?;
+    let detector = Detector::from_config(config)?;
+    let embedder = &detector.embedder;
     tracing::info!(
-        model = %files.name,
-        sha256 = %files.sha256,
+        model = %detector.model.name,
+        sha256 = %detector.model.sha256,
         layout = embedder.input.layout.as_str(),
         height = embedder.input.height,
         width = embedder.input.width,
         channels = embedder.input.channels,
         embedding_dim = embedder.embedding_dim,
-        classes = embedder.classes,
-        "model loaded"
+        index_size = detector.index.len(),
+        k = detector.index.k(),
+        threshold = detector.default_threshold,
+        "model and index loaded"
     );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -87,6 +125,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(config = %serde_json::to_string(&config)?, "effective configuration");
             serve(&config)
         }
+        Command::Index {
+            action: IndexAction::Build { out },
+        } => commands::build_index(&config, out),
+        Command::Eval {
+            models,
+            k,
+            limit,
+            no_input_space,
+            json,
+        } => commands::eval(&config, models, k, limit, !no_input_space, json),
+        Command::ExportEmbeddings { out } => commands::export_embeddings(&config, &out),
         Command::Data {
             action: DataAction::Fetch,
         } => {

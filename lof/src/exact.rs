@@ -1,0 +1,478 @@
+//! Exact batched k-nearest-neighbour search on a matrix product.
+//!
+//! For a block of queries Q and a tile of training points X, the squared distance is
+//! `|q|^2 + |x|^2 - 2 q.x`, and the `q.x` for the whole tile is one f32 GEMM (ndarray's
+//! `general_mat_mul`, i.e. matrixmultiply). That expansion is fast but loses precision
+//! (cancellation), so it is only used to *screen*: each row keeps its best `k + extra`
+//! candidates, whose distances are then recomputed directly in f64 (sum of squared
+//! differences, left to right, as scikit-learn's KD-tree does) and sorted by
+//! (distance, id). A rigorous bound on the screening error checks that no point left out
+//! could still be among the true k nearest; when the check fails (extremely dense ties),
+//! that row is redone by a plain f64 scan. So the result is exact, not approximate.
+//!
+//! Query blocks run in parallel on rayon; each walks the training points tile by tile
+//! so the GEMM output stays small (block x tile floats).
+
+use indicatif::ProgressBar;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, Axis, s};
+use rayon::prelude::*;
+
+use crate::neighbours::NeighbourLists;
+
+/// Query rows per parallel work item and training columns per GEMM tile.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Blocking {
+    /// Queries per block (one rayon task).
+    pub query_rows: usize,
+    /// Training points per GEMM tile.
+    pub data_cols: usize,
+}
+
+impl Default for Blocking {
+    fn default() -> Self {
+        // 256 x 1024 f32 = 1 MiB of GEMM output per task, which stays in L2; taller
+        // query blocks mean the training tiles are packed for the GEMM fewer times.
+        Self {
+            query_rows: 256,
+            data_cols: 1024,
+        }
+    }
+}
+
+/// Training embeddings prepared for exact search: the matrix and its squared row norms.
+#[derive(Debug, Clone)]
+pub struct ExactIndex {
+    /// Training embeddings, n x d, standard (row-major) layout.
+    data: Array2<f32>,
+    /// `|x|^2` per training point, in f32 as used by the screening GEMM.
+    sq_norms: Vec<f32>,
+    /// Largest `|x|^2`, for the screening error bound.
+    max_sq_norm: f32,
+}
+
+impl ExactIndex {
+    /// Prepares `data` (n x d) for search.
+    pub fn new(data: Array2<f32>) -> Self {
+        let data = data.as_standard_layout().into_owned();
+        let sq_norms: Vec<f32> = data
+            .outer_iter()
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        let max_sq_norm = sq_norms.iter().copied().fold(0.0, f32::max);
+        Self {
+            data,
+            sq_norms,
+            max_sq_norm,
+        }
+    }
+
+    /// The training embeddings.
+    pub fn data(&self) -> ArrayView2<'_, f32> {
+        self.data.view()
+    }
+
+    /// Number of training points.
+    pub fn len(&self) -> usize {
+        self.data.nrows()
+    }
+
+    /// True when there are no training points.
+    pub fn is_empty(&self) -> bool {
+        self.data.nrows() == 0
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.data.ncols()
+    }
+
+    /// The `k` nearest training points of each query (b x d), nearest first.
+    ///
+    /// Requires `1 <= k <= n` and `queries.ncols() == dim` (checked by the caller).
+    pub fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> NeighbourLists {
+        self.search_with(queries, k, false, None, Blocking::default())
+    }
+
+    /// The `k` nearest *other* training points of every training point: row i excludes
+    /// index i itself (by index, so an exact duplicate of i still counts, as in
+    /// scikit-learn's `kneighbors()` without arguments). Requires `k < n`.
+    pub fn search_training(&self, k: usize, progress: Option<&ProgressBar>) -> NeighbourLists {
+        self.search_with(self.data.view(), k, true, progress, Blocking::default())
+    }
+
+    /// The `k` nearest *other* training points of the training points `rows` only:
+    /// asks for k + 1 and drops each point itself by id (or, if k + 1 exact duplicates
+    /// crowded it out, the last one, which is then also at distance 0).
+    pub fn search_training_rows(&self, rows: &[usize], k: usize) -> NeighbourLists {
+        let queries = self.data.select(Axis(0), rows);
+        let wide = self.search(queries.view(), (k + 1).min(self.len()));
+        let mut ids = Vec::with_capacity(rows.len() * k);
+        let mut dists = Vec::with_capacity(rows.len() * k);
+        for (j, &p) in rows.iter().enumerate() {
+            let (row_ids, row_dists) = (wide.ids(j), wide.dists(j));
+            let drop = row_ids
+                .iter()
+                .position(|&id| id as usize == p)
+                .unwrap_or(row_ids.len() - 1);
+            for (i, (&id, &d)) in row_ids.iter().zip(row_dists).enumerate() {
+                if i != drop && ids.len() < (j + 1) * k {
+                    ids.push(id);
+                    dists.push(d);
+                }
+            }
+        }
+        NeighbourLists::new(k, ids, dists)
+    }
+
+    pub(crate) fn search_with(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        k: usize,
+        exclude_self: bool,
+        progress: Option<&ProgressBar>,
+        blocking: Blocking,
+    ) -> NeighbourLists {
+        let b = queries.nrows();
+        let starts: Vec<usize> = (0..b).step_by(blocking.query_rows.max(1)).collect();
+        let blocks: Vec<(Vec<u32>, Vec<f64>)> = starts
+            .par_iter()
+            .map(|&start| {
+                let end = (start + blocking.query_rows).min(b);
+                let q = queries.slice(s![start..end, ..]);
+                let out = self.search_block(q, start, k, exclude_self, blocking.data_cols);
+                if let Some(bar) = progress {
+                    bar.inc((end - start) as u64);
+                }
+                out
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(b * k);
+        let mut dists = Vec::with_capacity(b * k);
+        for (i, d) in blocks {
+            ids.extend(i);
+            dists.extend(d);
+        }
+        NeighbourLists::new(k, ids, dists)
+    }
+
+    /// One block of queries; `first_row` is the global index of its first row (only
+    /// meaningful with `exclude_self`, where query row r is training point r).
+    fn search_block(
+        &self,
+        q: ArrayView2<'_, f32>,
+        first_row: usize,
+        k: usize,
+        exclude_self: bool,
+        data_cols: usize,
+    ) -> (Vec<u32>, Vec<f64>) {
+        let n = self.len();
+        let rows = q.nrows();
+        let available = if exclude_self { n - 1 } else { n };
+        // Keep more candidates than k so that the exact re-ranking has room and the
+        // screening check almost always passes.
+        let keep = (k + k.max(16)).min(available);
+        let mut best: Vec<Shortlist> = (0..rows).map(|_| Shortlist::new(keep)).collect();
+        let data_cols = data_cols.max(1);
+        let mut gram = Array2::<f32>::zeros((rows, data_cols.min(n)));
+
+        for tile_start in (0..n).step_by(data_cols) {
+            let tile_end = (tile_start + data_cols).min(n);
+            let x = self.data.slice(s![tile_start..tile_end, ..]);
+            let mut g = gram.slice_mut(s![.., ..tile_end - tile_start]);
+            // g[r, c] = -2 q_r . x_c
+            general_mat_mul(-2.0, &q, &x.t(), 0.0, &mut g);
+            let norms = &self.sq_norms[tile_start..tile_end];
+            for (r, shortlist) in best.iter_mut().enumerate() {
+                let row = g.row(r);
+                let row = row
+                    .as_slice()
+                    .expect("rows of a standard-layout slice are contiguous");
+                let skip = exclude_self.then_some(first_row + r);
+                shortlist.offer_tile(row, norms, tile_start, skip);
+            }
+        }
+
+        let mut ids = Vec::with_capacity(rows * k);
+        let mut dists = Vec::with_capacity(rows * k);
+        for (r, shortlist) in best.into_iter().enumerate() {
+            let query = q.row(r);
+            let query = query.as_slice().expect("standard layout");
+            let (candidates, worst_key, complete) = shortlist.finish();
+            let mut ranked = rank_exact(self.data.view(), query, &candidates, k);
+            if !complete && !self.screening_is_safe(query, worst_key, ranked[k - 1].0) {
+                let self_id = exclude_self.then_some(first_row + r);
+                ranked = self.scan_exact(query, k, self_id);
+            }
+            for (sq, id) in ranked {
+                ids.push(id);
+                dists.push(sq.sqrt());
+            }
+        }
+        (ids, dists)
+    }
+
+    /// Whether every point not kept by the screening is provably farther than the k-th
+    /// exact squared distance `kth_sq`. Points left out have screening key >= `worst_key`,
+    /// so their true squared distance is at least `|q|^2 + worst_key - bound`.
+    fn screening_is_safe(&self, query: &[f32], worst_key: f32, kth_sq: f64) -> bool {
+        let d = query.len() as f64;
+        let q_sq: f64 = query.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        // Worst-case rounding of an f32 dot product of length d, of the two norms and of
+        // the additions, each below (d + 2) eps (|q|^2 + |x|^2); doubled for margin.
+        let bound =
+            2.0 * (2.0 * d + 8.0) * f64::from(f32::EPSILON) * (q_sq + f64::from(self.max_sq_norm));
+        q_sq + f64::from(worst_key) - bound > kth_sq
+    }
+
+    /// Plain f64 scan over every training point: the fallback when screening is unsafe.
+    fn scan_exact(&self, query: &[f32], k: usize, exclude: Option<usize>) -> Vec<(f64, u32)> {
+        let all: Vec<u32> = (0..self.len() as u32)
+            .filter(|&i| Some(i as usize) != exclude)
+            .collect();
+        rank_exact(self.data.view(), query, &all, k)
+    }
+}
+
+/// Exact squared distances from `query` to the `candidates`, sorted by (distance, id),
+/// truncated to `k`. Shared by the exact search and the HNSW re-ranking.
+pub(crate) fn rank_exact(
+    data: ArrayView2<'_, f32>,
+    query: &[f32],
+    candidates: &[u32],
+    k: usize,
+) -> Vec<(f64, u32)> {
+    let mut scored: Vec<(f64, u32)> = candidates
+        .iter()
+        .map(|&id| {
+            let row = data.row(id as usize);
+            (
+                squared_distance(query, row.as_slice().expect("standard layout")),
+                id,
+            )
+        })
+        .collect();
+    let by_distance_then_id =
+        |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if scored.len() > k {
+        scored.select_nth_unstable_by(k - 1, by_distance_then_id);
+        scored.truncate(k);
+    }
+    scored.sort_unstable_by(by_distance_then_id);
+    scored
+}
+
+/// `sum (a_i - b_i)^2` in f64, left to right: the same operations as scikit-learn's
+/// KD-tree on float64 data, so identical inputs give identical distances.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let t = f64::from(x) - f64::from(y);
+            t * t
+        })
+        .sum()
+}
+
+/// The best screening candidates of one query row so far: every key below `threshold`
+/// is kept; when the list fills up it is cut back to the `keep` smallest keys and the
+/// threshold drops to the largest key kept. Everything ever left out has a key at or
+/// above the final threshold, which is what the screening bound needs.
+struct Shortlist {
+    /// (key, id) with key = `|x|^2 - 2 q.x`, which orders points like `|q - x|^2`.
+    items: Vec<(f32, u32)>,
+    /// Candidates to keep.
+    keep: usize,
+    /// Keys at or above this cannot be among the best `keep`.
+    threshold: f32,
+    /// Whether anything was ever left out (if not, the search saw every point).
+    cut: bool,
+}
+
+impl Shortlist {
+    /// Room for this many candidates before a cut: cuts are O(len), so not too often.
+    fn capacity(keep: usize) -> usize {
+        (4 * keep).max(64)
+    }
+
+    fn new(keep: usize) -> Self {
+        Self {
+            items: Vec::with_capacity(Self::capacity(keep)),
+            keep,
+            threshold: f32::INFINITY,
+            cut: false,
+        }
+    }
+
+    /// Offers one tile: `neg2dot[c] = -2 q.x_c`, `norms[c] = |x_c|^2`, ids from `first_id`.
+    fn offer_tile(&mut self, neg2dot: &[f32], norms: &[f32], first_id: usize, skip: Option<usize>) {
+        const LANES: usize = 16;
+        let full = neg2dot.len() / LANES * LANES;
+        let chunks = neg2dot[..full]
+            .chunks_exact(LANES)
+            .zip(norms[..full].chunks_exact(LANES));
+        for (chunk, (g, xn)) in chunks.enumerate() {
+            // Once the list has settled, almost no chunk holds a key below the
+            // threshold: this fixed-width, branch-free test vectorises, and only the
+            // rare hit takes the slow path.
+            let mut keys = [0.0f32; LANES];
+            let mut hit = false;
+            for i in 0..LANES {
+                keys[i] = g[i] + xn[i];
+                hit |= keys[i] < self.threshold;
+            }
+            if hit {
+                self.offer(&keys, first_id + chunk * LANES, skip);
+            }
+        }
+        let keys: Vec<f32> = neg2dot[full..]
+            .iter()
+            .zip(&norms[full..])
+            .map(|(g, n)| g + n)
+            .collect();
+        self.offer(&keys, first_id + full, skip);
+    }
+
+    fn offer(&mut self, keys: &[f32], first_id: usize, skip: Option<usize>) {
+        for (i, &key) in keys.iter().enumerate() {
+            let id = first_id + i;
+            if key < self.threshold && Some(id) != skip {
+                self.items.push((key, id as u32));
+                if self.items.len() == Self::capacity(self.keep) {
+                    self.cut_back();
+                }
+            }
+        }
+    }
+
+    /// Keeps the `keep` smallest (key, id) and lowers the threshold to the largest kept.
+    fn cut_back(&mut self) {
+        let by_key = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if self.items.len() > self.keep {
+            self.items.select_nth_unstable_by(self.keep - 1, by_key);
+            self.items.truncate(self.keep);
+            self.cut = true;
+            self.threshold = self
+                .items
+                .iter()
+                .map(|c| c.0)
+                .fold(f32::NEG_INFINITY, f32::max);
+        }
+    }
+
+    /// (candidate ids, largest kept key, whether every point was kept).
+    fn finish(mut self) -> (Vec<u32>, f32, bool) {
+        self.cut_back();
+        let worst = self
+            .items
+            .iter()
+            .map(|c| c.0)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let ids = self.items.into_iter().map(|c| c.1).collect();
+        (ids, worst, !self.cut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random floats (splitmix64), no external crate needed.
+    fn data(n: usize, d: usize, seed: u64) -> Array2<f32> {
+        let mut s = seed;
+        Array2::from_shape_fn((n, d), |_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+    }
+
+    /// The obvious O(n^2) answer: all distances, sorted by (distance, id).
+    fn naive(x: &Array2<f32>, q: &Array2<f32>, k: usize, exclude_self: bool) -> NeighbourLists {
+        let mut ids = vec![];
+        let mut dists = vec![];
+        for (i, qr) in q.outer_iter().enumerate() {
+            let mut all: Vec<(f64, u32)> = x
+                .outer_iter()
+                .enumerate()
+                .filter(|(j, _)| !(exclude_self && *j == i))
+                .map(|(j, xr)| {
+                    let sq: f64 = qr
+                        .iter()
+                        .zip(xr.iter())
+                        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                        .sum();
+                    (sq, j as u32)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (sq, j) in all.into_iter().take(k) {
+                ids.push(j);
+                dists.push(sq.sqrt());
+            }
+        }
+        NeighbourLists::new(k, ids, dists)
+    }
+
+    #[test]
+    fn matches_naive_with_odd_blocks() {
+        let mut x = data(301, 7, 1);
+        // exact duplicates: rows 5 == 6 == 7, and row 100 == row 300
+        for j in 0..7 {
+            x[[6, j]] = x[[5, j]];
+            x[[7, j]] = x[[5, j]];
+            x[[300, j]] = x[[100, j]];
+        }
+        let q = data(53, 7, 2);
+        let index = ExactIndex::new(x.clone());
+        for blocking in [
+            Blocking {
+                query_rows: 1,
+                data_cols: 1,
+            },
+            Blocking {
+                query_rows: 7,
+                data_cols: 13,
+            },
+            Blocking {
+                query_rows: 128,
+                data_cols: 2048,
+            },
+        ] {
+            for k in [1, 5, 40] {
+                let got = index.search_with(q.view(), k, false, None, blocking);
+                assert_eq!(got, naive(&x, &q, k, false), "queries, k={k} {blocking:?}");
+                let got = index.search_with(x.view(), k, true, None, blocking);
+                assert_eq!(got, naive(&x, &x, k, true), "training, k={k} {blocking:?}");
+            }
+        }
+        // The duplicate of a point is its nearest neighbour at distance 0.
+        let t = index.search_training(3, None);
+        assert_eq!(&t.ids(5)[..2], &[6, 7]);
+        assert_eq!(t.dists(300)[0], 0.0);
+        assert_eq!(t.ids(300)[0], 100);
+    }
+
+    #[test]
+    fn all_points_when_k_is_n() {
+        let x = data(10, 3, 3);
+        let index = ExactIndex::new(x.clone());
+        assert_eq!(index.search(x.view(), 10), naive(&x, &x, 10, false));
+        assert_eq!(index.search_training(9, None), naive(&x, &x, 9, true));
+    }
+
+    #[test]
+    fn dense_ties_fall_back_to_the_scan() {
+        // 200 points all within 1e-4 of each other, far from the origin: the f32
+        // expansion cannot tell them apart, so screening must detect it and rescan.
+        let jitter = data(200, 16, 4);
+        let x = jitter.mapv(|v| 100.0 + v * 1e-4);
+        let index = ExactIndex::new(x.clone());
+        let q = x.slice(s![0..9, ..]).to_owned();
+        assert_eq!(index.search(q.view(), 10), naive(&x, &q, 10, false));
+        assert_eq!(index.search_training(10, None), naive(&x, &x, 10, true));
+    }
+}

@@ -1,0 +1,570 @@
+//! The approximate neighbour graph: built by hnsw_rs, kept and searched in compact form.
+//!
+//! hnsw_rs builds the graph (`parallel_insert`, its neighbour-selection heuristic). The
+//! finished graph is then exported, layer by layer, as plain neighbour lists of training
+//! ids ([`Graph`]), and that is what is searched, stored in the artifact and loaded.
+//! Why not keep the hnsw_rs object: it can only be persisted as two files in a directory
+//! and reloaded through `HnswIo`, which relinks every neighbour through a reference-counted
+//! pointer; for 60,000 x 64 that reload alone took 0.5 to 0.9 s on this machine, against a
+//! budget of well under a second for the whole load. Its graph type has no public
+//! constructor from neighbour lists, so the lists cannot be turned back into an hnsw_rs
+//! object either. Plain arrays load in milliseconds, and the search below is the standard
+//! HNSW one (greedy descent to convergence on the upper layers, beam search of width ef
+//! on layer 0; Malkov & Yashunin 2018, algorithms 2 and 5).
+//!
+//! Only a query's k neighbours come from the graph: the search returns its ef best
+//! candidates, whose distances are recomputed exactly from the stored embeddings and
+//! re-sorted, so a query whose true neighbours are among the candidates gets exactly the
+//! exact-mode score. Recall is the only difference, and it is measured after every build.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+use hnsw_rs::prelude::{DistL2, Hnsw};
+use indicatif::ProgressBar;
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::LofError;
+use crate::exact::rank_exact;
+use crate::neighbours::NeighbourLists;
+
+/// hnsw_rs caps the number of layers at 16; asking for the cap costs nothing.
+const MAX_LAYER: usize = 16;
+
+/// Graph construction and default search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// M: links per node on the upper layers (2 M on layer 0).
+    pub max_nb_connection: usize,
+    /// Candidate list width while inserting: higher builds slower and finds better links.
+    pub ef_construction: usize,
+    /// Default candidate list width when searching (at least k is always used).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        // M = 16 / ef_c = 200: hnswlib's usual values; M = 32 measured no better here.
+        // ef 64 gave recall@20 about 0.96 on MNIST embeddings (STACK-NOTES).
+        Self {
+            max_nb_connection: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Rejects values hnsw_rs would choke on (it exits the process for M > 256).
+    pub fn validate(&self) -> Result<(), LofError> {
+        if !(2..=255).contains(&self.max_nb_connection) {
+            return Err(LofError::InvalidInput(format!(
+                "HNSW max_nb_connection must lie in [2, 255], got {}",
+                self.max_nb_connection
+            )));
+        }
+        if self.ef_construction == 0 || self.ef_search == 0 {
+            return Err(LofError::InvalidInput(
+                "HNSW ef_construction and ef_search must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// recall@k of a graph search against the exact neighbours, measured on training points.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecallReport {
+    /// Training points queried.
+    pub sample: usize,
+    /// Neighbours compared per point.
+    pub k: usize,
+    /// Search width used.
+    pub ef: usize,
+    /// Mean fraction of the exact k neighbours (self excluded) that the search returned.
+    pub recall: f64,
+    /// Fraction of sampled points that found themselves: below 1 reveals points the
+    /// search cannot reach (see hnswlib-rs issue 32 about parallel insertion).
+    pub self_found: f64,
+}
+
+/// Up to `sample` training ids spread evenly over `0..n` (deterministic, no RNG).
+pub fn sample_points(n: usize, sample: usize) -> Vec<usize> {
+    let sample = sample.min(n);
+    (0..sample).map(|s| s * n / sample).collect()
+}
+
+/// recall@k of `search` on training points `points` against their exact neighbours
+/// `truth` (row j of `truth` belongs to `points[j]`, self excluded). `search(query, count,
+/// ef)` returns candidate ids; they are ranked exactly, the first k + 1 kept, and the
+/// point itself dropped by id (or the farthest one if it was not found).
+pub(crate) fn measure_recall(
+    data: ArrayView2<'_, f32>,
+    points: &[usize],
+    truth: &NeighbourLists,
+    ef: usize,
+    search: impl Fn(&[f32], usize, usize) -> Vec<u32> + Sync,
+) -> RecallReport {
+    let k = truth.k();
+    let found_self = AtomicUsize::new(0);
+    let hits: usize = points
+        .par_iter()
+        .enumerate()
+        .map(|(j, &p)| {
+            let q = data.row(p);
+            let q = q.to_slice().expect("standard layout");
+            let ranked = rank_exact(data, q, &search(q, k + 1, ef), k + 1);
+            let mut ids: Vec<u32> = ranked.into_iter().map(|(_, id)| id).collect();
+            match ids.iter().position(|&id| id as usize == p) {
+                Some(at) => {
+                    found_self.fetch_add(1, AtomicOrdering::Relaxed);
+                    ids.remove(at);
+                }
+                None => ids.truncate(k),
+            }
+            let exact = truth.ids(j);
+            ids.iter().filter(|id| exact.contains(id)).count()
+        })
+        .sum();
+    let sample = points.len();
+    RecallReport {
+        sample,
+        k,
+        ef,
+        recall: hits as f64 / (sample * k).max(1) as f64,
+        self_found: found_self.into_inner() as f64 / sample.max(1) as f64,
+    }
+}
+
+/// A graph under construction in hnsw_rs.
+pub(crate) struct Builder {
+    /// The hnsw_rs index; `'static` because it copies the inserted vectors.
+    hnsw: Hnsw<'static, f32, DistL2>,
+}
+
+impl Builder {
+    /// Builds the graph with `parallel_insert`, in chunks so a progress bar can follow.
+    pub fn build(
+        data: ArrayView2<'_, f32>,
+        params: &HnswParams,
+        progress: Option<&ProgressBar>,
+    ) -> Self {
+        let hnsw = Hnsw::<f32, DistL2>::new(
+            params.max_nb_connection,
+            data.nrows(),
+            MAX_LAYER,
+            params.ef_construction,
+            DistL2 {},
+        );
+        let rows: Vec<(&[f32], usize)> = data
+            .outer_iter()
+            .enumerate()
+            .map(|(i, r)| (r.to_slice().expect("standard layout"), i))
+            .collect();
+        // Big chunks keep both threads busy; each chunk is one parallel insert.
+        for chunk in rows.chunks(4096) {
+            hnsw.parallel_insert_slice(&chunk.to_vec());
+            if let Some(bar) = progress {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        Self { hnsw }
+    }
+
+    /// hnsw_rs's own search, for comparison with [`Graph::search`].
+    pub fn search(&self, query: &[f32], count: usize, ef: usize) -> Vec<u32> {
+        self.hnsw
+            .search(query, count, ef.max(count))
+            .into_iter()
+            .map(|n| n.d_id as u32)
+            .collect()
+    }
+
+    /// Copies the finished graph out of hnsw_rs as neighbour lists per layer.
+    pub fn export(&self) -> Result<Graph, LofError> {
+        let indexation = self.hnsw.get_point_indexation();
+        let n = self.hnsw.get_nb_point();
+        let top = usize::from(indexation.get_max_level_observed());
+        // Per layer: (id, links), in hnsw_rs's storage order.
+        let mut per_layer: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
+        for point in indexation {
+            let id = u32::try_from(point.get_origin_id())
+                .map_err(|_| LofError::Graph("point id beyond u32".into()))?;
+            let level = usize::from(point.get_point_id().0);
+            for (l, links) in point
+                .get_neighborhood_id()
+                .iter()
+                .take(level + 1)
+                .enumerate()
+            {
+                per_layer[l].push((id, links.iter().map(|nb| nb.d_id as u32).collect()));
+            }
+        }
+        let mut layers = Vec::with_capacity(top + 1);
+        for (l, mut points) in per_layer.into_iter().enumerate() {
+            points.sort_unstable_by_key(|p| p.0);
+            let mut members: Vec<u32> = points.iter().map(|p| p.0).collect();
+            if l == 0 {
+                if members.iter().enumerate().any(|(i, &id)| i as u32 != id) || members.len() != n {
+                    return Err(LofError::Graph("layer 0 does not hold ids 0..n".into()));
+                }
+                members.clear();
+            }
+            let mut offsets = Vec::with_capacity(points.len() + 1);
+            let mut links = Vec::new();
+            offsets.push(0);
+            for (_, l) in &points {
+                links.extend_from_slice(l);
+                offsets.push(
+                    u32::try_from(links.len())
+                        .map_err(|_| LofError::Graph("more than 2^32 links".into()))?,
+                );
+            }
+            layers.push(Layer {
+                members,
+                offsets,
+                links,
+            });
+        }
+        let graph = Graph { n, layers };
+        graph.validate()?;
+        Ok(graph)
+    }
+}
+
+/// One layer of the graph: each member's links, nearest first as hnsw_rs kept them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Ids of the points on this layer, ascending. Empty on layer 0, which holds every
+    /// point with its id as row.
+    pub members: Vec<u32>,
+    /// `links[offsets[r]..offsets[r + 1]]` are the neighbours of row r.
+    pub offsets: Vec<u32>,
+    /// Neighbour ids.
+    pub links: Vec<u32>,
+}
+
+/// The HNSW graph over training ids `0..n`, as plain neighbour lists per layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    /// Number of points (all on layer 0).
+    n: usize,
+    /// Layer 0 first; the last layer holds the entry points.
+    layers: Vec<Layer>,
+}
+
+impl Graph {
+    /// Rebuilds a graph from stored layers, checking everything a search relies on.
+    pub fn from_layers(n: usize, layers: Vec<Layer>) -> Result<Self, LofError> {
+        let graph = Self { n, layers };
+        graph.validate()?;
+        Ok(graph)
+    }
+
+    /// The layers, layer 0 first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// True when the graph holds no points.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Every id in range, offsets consistent, members sorted and unique, the top layer
+    /// non-empty: after this, searching cannot index out of bounds.
+    fn validate(&self) -> Result<(), LofError> {
+        let bad = |what: String| Err(LofError::Graph(what));
+        if self.layers.is_empty() || self.n == 0 || u32::try_from(self.n).is_err() {
+            return bad(format!(
+                "{} layers over {} points",
+                self.layers.len(),
+                self.n
+            ));
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
+            let rows = if l == 0 { self.n } else { layer.members.len() };
+            if l == 0 && !layer.members.is_empty() {
+                return bad("layer 0 lists members".into());
+            }
+            if l > 0 && rows == 0 {
+                return bad(format!("layer {l} is empty"));
+            }
+            if !layer.members.windows(2).all(|w| w[0] < w[1])
+                || layer.members.iter().any(|&m| m as usize >= self.n)
+            {
+                return bad(format!(
+                    "layer {l}: members not sorted, unique and in range"
+                ));
+            }
+            if layer.offsets.len() != rows + 1
+                || layer.offsets[0] != 0
+                || !layer.offsets.windows(2).all(|w| w[0] <= w[1])
+                || layer.offsets[rows] as usize != layer.links.len()
+            {
+                return bad(format!("layer {l}: inconsistent offsets"));
+            }
+            // hnsw_rs leaves a few upper-layer links to points of a lower level (0.5 % on
+            // layer 1 in the tests); they have no links of their own on that layer, so a
+            // search simply stops there, as hnsw_rs's does. Only the range matters.
+            if layer.links.iter().any(|&id| id as usize >= self.n) {
+                return bad(format!("layer {l}: link to a point beyond the index"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Neighbours of `id` on layer `l` (empty if `id` is not on that layer).
+    fn links(&self, l: usize, id: u32) -> &[u32] {
+        let layer = &self.layers[l];
+        let row = if l == 0 {
+            Some(id as usize)
+        } else {
+            layer.members.binary_search(&id).ok()
+        };
+        match row {
+            Some(r) => &layer.links[layer.offsets[r] as usize..layer.offsets[r + 1] as usize],
+            None => &[],
+        }
+    }
+
+    /// The (up to) `max(ef, count)` best candidates for `query`, in no particular order.
+    pub fn search(
+        &self,
+        data: ArrayView2<'_, f32>,
+        query: &[f32],
+        count: usize,
+        ef: usize,
+    ) -> Vec<u32> {
+        let ef = ef.max(count).max(1);
+        let dist = |id: u32| {
+            let row = data.row(id as usize);
+            squared_l2(query, row.as_slice().expect("standard layout"))
+        };
+        // Start from the best of the top layer's points (usually one or two).
+        let top = self.layers.len() - 1;
+        let starts: &[u32] = if top == 0 {
+            &[0]
+        } else {
+            &self.layers[top].members
+        };
+        let (mut entry, mut entry_dist) = starts
+            .iter()
+            .map(|&id| (id, dist(id)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("validated: the top layer is not empty");
+        // Greedy descent, to convergence on each upper layer.
+        for l in (1..=top).rev() {
+            loop {
+                let mut moved = false;
+                for &nb in self.links(l, entry) {
+                    let d = dist(nb);
+                    if d < entry_dist {
+                        (entry, entry_dist) = (nb, d);
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        // Beam search of width ef on layer 0.
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(self.n);
+            visited.insert(entry);
+            let mut candidates = BinaryHeap::from([Reverse(Scored(entry_dist, entry))]);
+            let mut best = BinaryHeap::from([Scored(entry_dist, entry)]);
+            while let Some(Reverse(Scored(d, id))) = candidates.pop() {
+                let worst = best.peek().map_or(f32::INFINITY, |w| w.0);
+                if d > worst && best.len() >= ef {
+                    break;
+                }
+                for &nb in self.links(0, id) {
+                    if !visited.insert(nb) {
+                        continue;
+                    }
+                    let dn = dist(nb);
+                    let worst = best.peek().map_or(f32::INFINITY, |w| w.0);
+                    if best.len() < ef || dn < worst {
+                        candidates.push(Reverse(Scored(dn, nb)));
+                        best.push(Scored(dn, nb));
+                        if best.len() > ef {
+                            best.pop();
+                        }
+                    }
+                }
+            }
+            best.into_iter().map(|s| s.1).collect()
+        })
+    }
+
+    /// The k neighbours of each query as found by the graph, with exact distances,
+    /// sorted by (distance, id). A row for which the graph reached fewer than k points
+    /// is `None`; the caller falls back to exact search for it.
+    pub fn search_batch(
+        &self,
+        data: ArrayView2<'_, f32>,
+        queries: ArrayView2<'_, f32>,
+        k: usize,
+        ef: usize,
+    ) -> Vec<Option<Vec<(f64, u32)>>> {
+        (0..queries.nrows())
+            .into_par_iter()
+            .map(|i| {
+                let q = queries.row(i);
+                let q = q.to_slice().expect("standard layout");
+                let ids = self.search(data, q, k, ef);
+                (ids.len() >= k).then(|| rank_exact(data, q, &ids, k))
+            })
+            .collect()
+    }
+}
+
+/// Squared Euclidean distance in f32 for graph navigation; eight partial sums so the
+/// compiler can vectorise it (the exact re-ranking uses f64).
+fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            let t = x[i] - y[i];
+            acc[i] += t * t;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A (distance, id) pair ordered by distance, then id.
+#[derive(Debug, Clone, Copy)]
+struct Scored(f32, u32);
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+thread_local! {
+    /// Per-thread visited marks, reused across searches so none allocates.
+    static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
+}
+
+/// A visited set over ids `0..n` that clears in O(1): an id is visited when its stamp
+/// equals the current generation.
+#[derive(Default)]
+struct Visited {
+    stamps: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.stamps.len() != n || self.generation == u32::MAX {
+            self.stamps = vec![0; n];
+            self.generation = 0;
+        }
+        self.generation += 1;
+    }
+
+    /// Marks `id`; returns whether it was new.
+    fn insert(&mut self, id: u32) -> bool {
+        let slot = &mut self.stamps[id as usize];
+        let new = *slot != self.generation;
+        *slot = self.generation;
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squared_l2_matches_plain_sum() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i * i) as f32 * 0.1).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        assert!((squared_l2(&a, &b) - plain).abs() <= 1e-4 * plain);
+    }
+
+    #[test]
+    fn visited_clears_between_searches() {
+        let mut v = Visited::default();
+        v.reset(4);
+        assert!(v.insert(2));
+        assert!(!v.insert(2));
+        v.reset(4);
+        assert!(v.insert(2));
+    }
+
+    #[test]
+    fn validation_rejects_bad_layers() {
+        let ok = Layer {
+            members: vec![],
+            offsets: vec![0, 1, 2],
+            links: vec![1, 0],
+        };
+        assert!(Graph::from_layers(2, vec![ok.clone()]).is_ok());
+        let out_of_range = Layer {
+            links: vec![1, 2],
+            ..ok.clone()
+        };
+        assert!(Graph::from_layers(2, vec![out_of_range]).is_err());
+        let bad_offsets = Layer {
+            offsets: vec![0, 3, 2],
+            ..ok.clone()
+        };
+        assert!(Graph::from_layers(2, vec![bad_offsets]).is_err());
+        let upper = Layer {
+            members: vec![1],
+            offsets: vec![0, 1],
+            links: vec![0],
+        };
+        assert!(Graph::from_layers(2, vec![ok.clone(), upper.clone()]).is_ok());
+        let upper_out_of_range = Layer {
+            links: vec![5],
+            ..upper.clone()
+        };
+        assert!(Graph::from_layers(2, vec![ok.clone(), upper_out_of_range]).is_err());
+        let upper_unsorted = Layer {
+            members: vec![1, 0],
+            offsets: vec![0, 0, 0],
+            links: vec![],
+        };
+        assert!(Graph::from_layers(2, vec![ok.clone(), upper_unsorted]).is_err());
+        let empty_top = Layer {
+            members: vec![],
+            offsets: vec![0],
+            links: vec![],
+        };
+        assert!(Graph::from_layers(2, vec![ok, empty_top]).is_err());
+    }
+}

@@ -1,0 +1,479 @@
+//! `LofIndex`: the training set's LOF state plus the two ways to find a query's
+//! neighbours, and its build, query, save and load.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::artifact::{self, ArtifactHeader, Contents, DISTANCE};
+use crate::error::LofError;
+use crate::exact::ExactIndex;
+use crate::hnsw::{Builder, Graph, HnswParams, RecallReport, measure_recall, sample_points};
+use crate::neighbours::NeighbourLists;
+use crate::score;
+
+/// Training points queried against the graph after a build to measure recall.
+pub const RECALL_SAMPLE: usize = 1_000;
+
+/// How a query's k nearest training points are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    /// Exact search (matrix product + exact re-ranking): scikit-learn's answer.
+    Exact,
+    /// The HNSW graph with this candidate list width (raised to k if smaller).
+    Hnsw {
+        /// Search width; larger is slower and closer to exact.
+        ef: usize,
+    },
+}
+
+/// One of a query's nearest training points, as evidence for its verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    /// Row of the training point in the index.
+    pub id: u32,
+    /// Its training label.
+    pub label: u8,
+    /// Euclidean distance to the query.
+    pub distance: f64,
+}
+
+/// The LOF result for one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// scikit-learn's `score_samples`: `-LOF`, lower is more anomalous (about -1 inside
+    /// the training distribution).
+    pub score: f64,
+    /// The k neighbours the score was computed from, nearest first.
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// What a build did and how long each step took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildReport {
+    /// Exact k-nearest-neighbour pass over all training points.
+    pub knn: Duration,
+    /// kdist, lrd and training scores.
+    pub lof: Duration,
+    /// HNSW graph construction (hnsw_rs) and its export to neighbour lists.
+    pub graph: Duration,
+    /// Recall measurement.
+    pub recall_check: Duration,
+    /// Whole build.
+    pub total: Duration,
+    /// Recall of the search this crate serves with, on the exported graph.
+    pub recall: RecallReport,
+    /// Recall of hnsw_rs's own search on the same graph and points, for comparison
+    /// (its descent makes one pass per upper layer, so it can end in the wrong region).
+    pub hnsw_rs_recall: RecallReport,
+}
+
+/// A fitted LOF model over training embeddings, ready to score queries.
+pub struct LofIndex {
+    /// Training embeddings (n x d) for exact search and exact re-ranking.
+    exact: ExactIndex,
+    /// Training labels, returned with neighbours as evidence.
+    labels: Vec<u8>,
+    /// LOF's k (n_neighbors).
+    k: usize,
+    /// Distance from each training point to its k-th neighbour.
+    kdist: Vec<f64>,
+    /// Local reachability density of each training point.
+    lrd: Vec<f64>,
+    /// Training scores, ascending: any contamination maps to a threshold by percentile.
+    sorted_scores: Vec<f64>,
+    /// The approximate neighbour graph.
+    graph: Graph,
+    /// Parameters the graph was built with; `ef_search` is the default search width.
+    hnsw_params: HnswParams,
+    /// Recall measured when the graph was built (kept in the artifact).
+    recall: Option<RecallReport>,
+}
+
+impl std::fmt::Debug for LofIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LofIndex")
+            .field("count", &self.len())
+            .field("dim", &self.dim())
+            .field("k", &self.k)
+            .field("hnsw_params", &self.hnsw_params)
+            .field("recall", &self.recall)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn progress_bar(len: usize, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} {elapsed} (eta {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+impl LofIndex {
+    /// Fits LOF on `embeddings` (row-major, `labels.len()` rows of `dim` floats): exact
+    /// neighbours of every training point (itself excluded), kdist, lrd and training
+    /// scores, then the HNSW graph, then recall@k of the graph on [`RECALL_SAMPLE`]
+    /// training points. Shows progress bars on stderr when `progress` is set.
+    pub fn build(
+        embeddings: Vec<f32>,
+        labels: Vec<u8>,
+        dim: usize,
+        k: usize,
+        hnsw_params: HnswParams,
+        progress: bool,
+    ) -> Result<(Self, BuildReport), LofError> {
+        let started = Instant::now();
+        hnsw_params.validate()?;
+        let n = labels.len();
+        if dim == 0 || embeddings.len() != n * dim {
+            return Err(LofError::InvalidInput(format!(
+                "{} floats are not {n} rows of dimension {dim}",
+                embeddings.len()
+            )));
+        }
+        if k == 0 || k >= n {
+            return Err(LofError::InvalidInput(format!(
+                "k must lie in [1, n - 1] = [1, {}], got {k}",
+                n.saturating_sub(1)
+            )));
+        }
+        if u32::try_from(n).is_err() {
+            return Err(LofError::InvalidInput(format!("{n} points: too many")));
+        }
+        if !embeddings.iter().all(|v| v.is_finite()) {
+            return Err(LofError::InvalidInput(
+                "embeddings contain NaN or infinity".into(),
+            ));
+        }
+        let data = Array2::from_shape_vec((n, dim), embeddings)
+            .map_err(|e| LofError::InvalidInput(e.to_string()))?;
+        let exact = ExactIndex::new(data);
+
+        let t = Instant::now();
+        let bar = progress.then(|| progress_bar(n, "exact kNN"));
+        let neighbours = exact.search_training(k, bar.as_ref());
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        let knn = t.elapsed();
+
+        let t = Instant::now();
+        let kdist = score::kdist(&neighbours);
+        let lrd = score::training_lrd(&neighbours, &kdist);
+        let sorted_scores = score::sort_scores(score::training_scores(&neighbours, &lrd));
+        let lof = t.elapsed();
+
+        let t = Instant::now();
+        let bar = progress.then(|| progress_bar(n, "HNSW graph"));
+        let builder = Builder::build(exact.data(), &hnsw_params, bar.as_ref());
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        let graph = builder.export()?;
+        let graph_time = t.elapsed();
+
+        let t = Instant::now();
+        let points = sample_points(n, RECALL_SAMPLE);
+        let truth = NeighbourLists::new(
+            k,
+            points
+                .iter()
+                .flat_map(|&p| neighbours.ids(p).to_vec())
+                .collect(),
+            points
+                .iter()
+                .flat_map(|&p| neighbours.dists(p).to_vec())
+                .collect(),
+        );
+        let ef = hnsw_params.ef_search;
+        let data = exact.data();
+        let recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
+            graph.search(data, q, count, ef)
+        });
+        let hnsw_rs_recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
+            builder.search(q, count, ef)
+        });
+        drop(builder);
+        let recall_check = t.elapsed();
+        if recall.recall < 0.95 {
+            tracing::warn!(
+                recall = recall.recall,
+                ef,
+                "HNSW recall below 0.95: consider a larger ef_search or exact search"
+            );
+        }
+        tracing::info!(
+            count = n,
+            dim,
+            k,
+            recall = recall.recall,
+            self_found = recall.self_found,
+            ef = recall.ef,
+            seconds = started.elapsed().as_secs_f64(),
+            "LOF index built"
+        );
+
+        let index = Self {
+            exact,
+            labels,
+            k,
+            kdist,
+            lrd,
+            sorted_scores,
+            graph,
+            hnsw_params,
+            recall: Some(recall),
+        };
+        let report = BuildReport {
+            knn,
+            lof,
+            graph: graph_time,
+            recall_check,
+            total: started.elapsed(),
+            recall,
+            hnsw_rs_recall,
+        };
+        Ok((index, report))
+    }
+
+    /// Scores a batch of queries (b x dim): for each, its k nearest training points
+    /// found by `mode`, and its LOF score from them.
+    pub fn query(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        mode: SearchMode,
+    ) -> Result<Vec<QueryResult>, LofError> {
+        if queries.ncols() != self.dim() {
+            return Err(LofError::InvalidInput(format!(
+                "queries have dimension {}, index has {}",
+                queries.ncols(),
+                self.dim()
+            )));
+        }
+        if !queries.iter().all(|v| v.is_finite()) {
+            return Err(LofError::InvalidInput(
+                "queries contain NaN or infinity".into(),
+            ));
+        }
+        if queries.nrows() == 0 {
+            return Ok(Vec::new());
+        }
+        let queries = queries.as_standard_layout();
+        let k = self.k;
+        // Each row: (distance, id) nearest first.
+        let rows: Vec<Vec<(f64, u32)>> = match mode {
+            SearchMode::Exact => {
+                let lists = self.exact.search(queries.view(), k);
+                (0..lists.len())
+                    .map(|i| {
+                        lists
+                            .dists(i)
+                            .iter()
+                            .copied()
+                            .zip(lists.ids(i).iter().copied())
+                            .collect()
+                    })
+                    .collect()
+            }
+            SearchMode::Hnsw { ef } => {
+                let found = self
+                    .graph
+                    .search_batch(self.exact.data(), queries.view(), k, ef);
+                found
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(i, row)| match row {
+                        Some(row) => row.into_iter().map(|(sq, id)| (sq.sqrt(), id)).collect(),
+                        None => {
+                            // The graph returned fewer than k points: answer exactly.
+                            tracing::debug!(query = i, "HNSW returned fewer than k neighbours");
+                            let q = queries.row(i).insert_axis(Axis(0));
+                            let lists = self.exact.search(q, k);
+                            lists
+                                .all_dists()
+                                .iter()
+                                .copied()
+                                .zip(lists.all_ids().iter().copied())
+                                .collect()
+                        }
+                    })
+                    .collect()
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let ids: Vec<u32> = row.iter().map(|r| r.1).collect();
+                let dists: Vec<f64> = row.iter().map(|r| r.0).collect();
+                let score = score::query_score(&ids, &dists, &self.kdist, &self.lrd);
+                let neighbours = row
+                    .iter()
+                    .map(|&(distance, id)| Neighbour {
+                        id,
+                        label: self.labels[id as usize],
+                        distance,
+                    })
+                    .collect();
+                QueryResult { score, neighbours }
+            })
+            .collect())
+    }
+
+    /// scikit-learn's `offset_` for `LocalOutlierFactor(contamination=c)`: the `100 c`-th
+    /// percentile of the training scores. `c` must lie in `[0, 1]`.
+    pub fn offset(&self, contamination: f64) -> Result<f64, LofError> {
+        score::threshold(&self.sorted_scores, contamination)
+    }
+
+    /// The threshold that rejects a fraction `rate` of the training points themselves
+    /// (the same percentile mapping as [`Self::offset`]).
+    pub fn threshold_for_false_rejection_rate(&self, rate: f64) -> Result<f64, LofError> {
+        score::threshold(&self.sorted_scores, rate)
+    }
+
+    /// Writes the index to `path` as one artifact file (atomically), recording
+    /// `model_hash` so that loading for another model is refused.
+    pub fn save(&self, path: &Path, model_hash: &str) -> Result<(), LofError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| LofError::Io {
+                path: parent.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let header = ArtifactHeader {
+            model_hash: model_hash.to_string(),
+            dim: self.dim(),
+            k: self.k,
+            count: self.len(),
+            distance: DISTANCE.to_string(),
+            hnsw: self.hnsw_params,
+            recall: self.recall,
+            writer: format!(
+                "oodgate-lof {} (graph built by hnsw_rs 0.3)",
+                env!("CARGO_PKG_VERSION")
+            ),
+        };
+        let embeddings = self.exact.data();
+        let embeddings = embeddings.as_slice().expect("standard layout");
+        artifact::write(
+            path,
+            &Contents {
+                header: &header,
+                embeddings,
+                labels: &self.labels,
+                kdist: &self.kdist,
+                lrd: &self.lrd,
+                sorted_scores: &self.sorted_scores,
+                layers: self.graph.layers(),
+            },
+        )
+    }
+
+    /// Loads an index written by [`Self::save`], refusing a file for another model
+    /// (`ModelMismatch`), of another format version, with wrong magic, truncated or
+    /// corrupted. The graph is reloaded, not rebuilt.
+    pub fn load(path: &Path, expected_model_hash: &str) -> Result<Self, LofError> {
+        let bytes = artifact::read_file(path)?;
+        let d = artifact::decode(path, &bytes, expected_model_hash)?;
+        drop(bytes);
+        let (n, dim) = (d.header.count, d.header.dim);
+        let corrupt = |reason: String| LofError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let graph = Graph::from_layers(n, d.layers).map_err(|e| corrupt(e.to_string()))?;
+        let data =
+            Array2::from_shape_vec((n, dim), d.embeddings).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Self {
+            exact: ExactIndex::new(data),
+            labels: d.labels,
+            k: d.header.k,
+            kdist: d.kdist,
+            lrd: d.lrd,
+            sorted_scores: d.sorted_scores,
+            graph,
+            hnsw_params: d.header.hnsw,
+            recall: d.header.recall,
+        })
+    }
+
+    /// Number of training points.
+    pub fn len(&self) -> usize {
+        self.exact.len()
+    }
+
+    /// True when the index holds no points (never, for a built or loaded index).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.exact.dim()
+    }
+
+    /// LOF's k.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Training embeddings (n x dim).
+    pub fn embeddings(&self) -> ArrayView2<'_, f32> {
+        self.exact.data()
+    }
+
+    /// Training labels.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// kdist per training point.
+    pub fn kdist(&self) -> &[f64] {
+        &self.kdist
+    }
+
+    /// lrd per training point.
+    pub fn lrd(&self) -> &[f64] {
+        &self.lrd
+    }
+
+    /// Training scores (scikit-learn's `negative_outlier_factor_`), ascending.
+    pub fn sorted_training_scores(&self) -> &[f64] {
+        &self.sorted_scores
+    }
+
+    /// Graph parameters.
+    pub fn hnsw_params(&self) -> HnswParams {
+        self.hnsw_params
+    }
+
+    /// The default HNSW mode: the graph with its configured `ef_search`.
+    pub fn default_search_mode(&self) -> SearchMode {
+        SearchMode::Hnsw {
+            ef: self.hnsw_params.ef_search,
+        }
+    }
+
+    /// Recall measured at build time.
+    pub fn recall(&self) -> Option<RecallReport> {
+        self.recall
+    }
+
+    /// Measures recall@k of the graph again (e.g. for another ef) on up to `sample`
+    /// training points spread over the index, against exact search of those points.
+    pub fn measure_recall(&self, sample: usize, ef: usize) -> RecallReport {
+        let points = sample_points(self.len(), sample);
+        let truth = self.exact.search_training_rows(&points, self.k);
+        let data = self.exact.data();
+        measure_recall(data, &points, &truth, ef, |q, count, ef| {
+            self.graph.search(data, q, count, ef)
+        })
+    }
+}

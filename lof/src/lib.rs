@@ -1,0 +1,33 @@
+//! Local Outlier Factor for out-of-distribution rejection, with scikit-learn's semantics.
+//!
+//! Everything that depends only on the training set (each point's exact k nearest
+//! neighbours, k-distances, local reachability densities, the sorted training scores) is
+//! computed once, exactly, by [`LofIndex::build`]. At serving time only a query's own k
+//! neighbours are searched, exactly or on an HNSW graph ([`SearchMode`]); HNSW recall is
+//! then the only difference from scikit-learn's `LocalOutlierFactor(novelty=True)`.
+//!
+//! Modules: [`score`] (the LOF maths), [`exact`] (exact batched kNN), [`hnsw`] (the
+//! graph: built by hnsw_rs, kept as neighbour lists, searched, recall-checked),
+//! [`artifact`] (the one-file index format), [`index`] (`LofIndex`), [`neighbours`]
+//! (kNN result lists), [`error`].
+
+pub mod artifact;
+pub mod error;
+pub mod exact;
+pub mod exact_lof;
+pub mod hnsw;
+pub mod index;
+pub mod neighbours;
+pub mod roc;
+pub mod score;
+
+pub use artifact::{ArtifactHeader, FORMAT_VERSION, read_header};
+pub use error::LofError;
+pub use exact_lof::ExactLof;
+pub use hnsw::{HnswParams, RecallReport};
+pub use index::{BuildReport, LofIndex, Neighbour, QueryResult, RECALL_SAMPLE, SearchMode};
+pub use neighbours::NeighbourLists;
+pub use score::{Decision, Verdict, decide};
+
+/// The ndarray version this crate's API uses (re-exported so callers match it).
+pub use ndarray;

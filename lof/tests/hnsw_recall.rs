@@ -1,0 +1,55 @@
+//! HNSW recall on clustered data, at build time and on held-out queries.
+
+mod common;
+
+use std::collections::HashSet;
+
+use oodgate_lof::ndarray::Array2;
+use oodgate_lof::{HnswParams, LofIndex, SearchMode};
+
+#[test]
+fn recall_is_high_on_clustered_data() {
+    let (n, d, k) = (6000, 32, 10);
+    // Training points and held-out queries from the same clusters.
+    let (mut data, mut labels) = common::clustered(n + 500, d, 20, 0.35, 21);
+    let qdata = data.split_off(n * d);
+    labels.truncate(n);
+    let (index, report) =
+        LofIndex::build(data, labels, d, k, HnswParams::default(), false).unwrap();
+    println!("{report:?}");
+    assert_eq!(report.recall.sample, 1000);
+    assert!(
+        report.recall.recall >= 0.9,
+        "build recall {:?}",
+        report.recall
+    );
+    assert!(
+        report.recall.self_found >= 0.99,
+        "unreachable points: {:?}",
+        report.recall
+    );
+
+    let again = index.measure_recall(300, 64);
+    assert!(again.recall >= 0.9, "{again:?}");
+
+    // Held-out queries: HNSW neighbours vs exact neighbours.
+    let q = Array2::from_shape_vec((500, d), qdata).unwrap();
+    let exact = index.query(q.view(), SearchMode::Exact).unwrap();
+    let approx = index.query(q.view(), SearchMode::Hnsw { ef: 64 }).unwrap();
+    let mut hits = 0;
+    let mut same_score = 0;
+    for (e, a) in exact.iter().zip(&approx) {
+        let truth: HashSet<u32> = e.neighbours.iter().map(|n| n.id).collect();
+        hits += a
+            .neighbours
+            .iter()
+            .filter(|n| truth.contains(&n.id))
+            .count();
+        if e.score == a.score {
+            same_score += 1;
+        }
+    }
+    let recall = hits as f64 / (500 * k) as f64;
+    println!("held-out recall@{k} at ef 64: {recall:.4}; identical scores: {same_score}/500");
+    assert!(recall >= 0.9);
+}

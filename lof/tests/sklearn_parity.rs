@@ -1,0 +1,198 @@
+//! The crate against scikit-learn's `LocalOutlierFactor(n_neighbors=20, novelty=True)` on
+//! the fixture written by `make_sklearn_fixture.py` (2,000 x 8 training points with exact
+//! duplicates, 500 queries of which about 200 are outliers).
+
+use oodgate_lof::exact::ExactIndex;
+use oodgate_lof::ndarray::Array2;
+use oodgate_lof::{HnswParams, LofIndex, SearchMode, Verdict, decide, score};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Fixture {
+    k: usize,
+    dim: usize,
+    n_train: usize,
+    n_queries: usize,
+    contamination: f64,
+    train: Vec<f32>,
+    queries: Vec<f32>,
+    negative_outlier_factor: Vec<f64>,
+    kdist: Vec<f64>,
+    lrd: Vec<f64>,
+    offset: f64,
+    offsets: Vec<OffsetCase>,
+    score_samples: Vec<f64>,
+    decision_function: Vec<f64>,
+    predict: Vec<i32>,
+}
+
+#[derive(Deserialize)]
+struct OffsetCase {
+    contamination: f64,
+    offset: f64,
+}
+
+fn fixture() -> Fixture {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sklearn_fixture.json");
+    let text = std::fs::read_to_string(path).expect("fixture present");
+    let f: Fixture = serde_json::from_str(&text).expect("fixture parses");
+    assert_eq!(f.train.len(), f.n_train * f.dim);
+    assert_eq!(f.queries.len(), f.n_queries * f.dim);
+    f
+}
+
+/// Largest `|a - b| / |b|` over the pairs, with the index where it occurs.
+fn max_rel_diff(a: &[f64], b: &[f64]) -> (f64, usize) {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(f64::MIN_POSITIVE))
+        .enumerate()
+        .fold((0.0, 0), |acc, (i, d)| if d > acc.0 { (d, i) } else { acc })
+}
+
+fn build(f: &Fixture) -> LofIndex {
+    let labels = (0..f.n_train).map(|i| (i % 10) as u8).collect();
+    let (index, report) = LofIndex::build(
+        f.train.clone(),
+        labels,
+        f.dim,
+        f.k,
+        HnswParams::default(),
+        false,
+    )
+    .expect("build");
+    println!("build report: {report:?}");
+    index
+}
+
+#[test]
+fn training_state_matches_sklearn() {
+    let f = fixture();
+    // Per-point values through the public maths, in training order.
+    let data = Array2::from_shape_vec((f.n_train, f.dim), f.train.clone()).unwrap();
+    let neighbours = ExactIndex::new(data).search_training(f.k, None);
+    let kdist = score::kdist(&neighbours);
+    let lrd = score::training_lrd(&neighbours, &kdist);
+    let scores = score::training_scores(&neighbours, &lrd);
+    for (name, ours, theirs) in [
+        ("kdist", &kdist, &f.kdist),
+        ("lrd", &lrd, &f.lrd),
+        (
+            "negative_outlier_factor_",
+            &scores,
+            &f.negative_outlier_factor,
+        ),
+    ] {
+        let (d, at) = max_rel_diff(ours, theirs);
+        println!("{name}: max relative difference {d:e} at {at}");
+        assert!(
+            d < 1e-9,
+            "{name}[{at}]: {} vs sklearn {}",
+            ours[at],
+            theirs[at]
+        );
+    }
+
+    // The index keeps the same scores, sorted.
+    let index = build(&f);
+    let mut sorted = f.negative_outlier_factor.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (d, at) = max_rel_diff(index.sorted_training_scores(), &sorted);
+    assert!(d < 1e-9, "sorted training scores differ at {at} ({d:e})");
+}
+
+#[test]
+fn offsets_match_sklearn() {
+    let f = fixture();
+    let index = build(&f);
+    let ours = index.offset(f.contamination).unwrap();
+    assert!(
+        (ours - f.offset).abs() <= 1e-9 * f.offset.abs(),
+        "{ours} vs {}",
+        f.offset
+    );
+    for case in &f.offsets {
+        let ours = index.offset(case.contamination).unwrap();
+        let frr = index
+            .threshold_for_false_rejection_rate(case.contamination)
+            .unwrap();
+        println!(
+            "contamination {}: ours {ours}, sklearn {}",
+            case.contamination, case.offset
+        );
+        assert!(
+            (ours - case.offset).abs() <= 1e-9 * case.offset.abs(),
+            "contamination {}: {ours} vs {}",
+            case.contamination,
+            case.offset
+        );
+        assert_eq!(ours, frr);
+    }
+}
+
+#[test]
+fn exact_query_scores_match_sklearn() {
+    let f = fixture();
+    let index = build(&f);
+    let queries = Array2::from_shape_vec((f.n_queries, f.dim), f.queries.clone()).unwrap();
+    let results = index.query(queries.view(), SearchMode::Exact).unwrap();
+    let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
+    let (d, at) = max_rel_diff(&scores, &f.score_samples);
+    println!("score_samples: max relative difference {d:e} at {at}");
+    assert!(
+        d < 1e-6,
+        "query {at}: {} vs sklearn {}",
+        scores[at],
+        f.score_samples[at]
+    );
+
+    let offset = index.offset(f.contamination).unwrap();
+    for (i, r) in results.iter().enumerate() {
+        let decision = decide(r.score, offset);
+        assert!(
+            (decision.decision - f.decision_function[i]).abs()
+                < 1e-6 * (1.0 + f.decision_function[i].abs())
+        );
+        let sklearn_reject = f.predict[i] == -1;
+        assert_eq!(
+            decision.verdict == Verdict::Reject,
+            sklearn_reject,
+            "query {i}"
+        );
+        // Evidence: k neighbours, nearest first, labels from the training set.
+        assert_eq!(r.neighbours.len(), f.k);
+        assert!(
+            r.neighbours
+                .windows(2)
+                .all(|w| w[0].distance <= w[1].distance)
+        );
+        assert!(r.neighbours.iter().all(|n| n.label == (n.id % 10) as u8));
+    }
+}
+
+#[test]
+fn hnsw_verdicts_agree_with_sklearn() {
+    let f = fixture();
+    let index = build(&f);
+    let queries = Array2::from_shape_vec((f.n_queries, f.dim), f.queries.clone()).unwrap();
+    let offset = index.offset(f.contamination).unwrap();
+    let results = index
+        .query(queries.view(), index.default_search_mode())
+        .unwrap();
+    let agree = results
+        .iter()
+        .zip(&f.predict)
+        .filter(|(r, p)| (decide(r.score, offset).verdict == Verdict::Reject) == (**p == -1))
+        .count();
+    let same_score = results
+        .iter()
+        .zip(&f.score_samples)
+        .filter(|(r, s)| (r.score - **s).abs() <= 1e-6 * s.abs())
+        .count();
+    println!(
+        "HNSW: verdicts agree on {agree}/{}, score within 1e-6 on {same_score}",
+        f.n_queries
+    );
+    assert!(agree as f64 >= 0.99 * f.n_queries as f64);
+}

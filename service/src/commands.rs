@@ -1,0 +1,130 @@
+//! The offline subcommands: index build, evaluation, embedding export.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use ndarray::Array2;
+use oodgate::config::Config;
+use oodgate::detector::{self, Detector};
+use oodgate::embed::{Embedder, embed_dataset};
+use oodgate::eval::{self, EvalOptions};
+use oodgate::model::ModelFiles;
+use oodgate::runtime;
+use oodgate_datasets::{DataDir, Split};
+
+pub fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    let model = ModelFiles::load(&config.model.dir)?;
+    let embedder = Embedder::load(env, &model.onnx_path, detector::session_options(config))?;
+    let index = detector::build_index(&embedder, config, true)?;
+    let path = out.unwrap_or_else(|| detector::index_path(config, &model));
+    index
+        .save(&path, &model.sha256)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let size = std::fs::metadata(&path)?.len();
+    let load_started = Instant::now();
+    let loaded = oodgate_lof::index::LofIndex::load(&path, &model.sha256)?;
+    println!(
+        "index {}: {} x {} embeddings, k = {}, {:.1} MB; recall@k {}; built in {:.1} s; loads in {:.3} s",
+        path.display(),
+        loaded.len(),
+        loaded.dim(),
+        loaded.k(),
+        size as f64 / 1e6,
+        loaded.recall().map_or("not measured".into(), |r| format!(
+            "{:.4} (ef {})",
+            r.recall, r.ef
+        )),
+        started.elapsed().as_secs_f64(),
+        load_started.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+pub fn eval(
+    config: &Config,
+    models: Vec<PathBuf>,
+    k: usize,
+    limit: Option<usize>,
+    input_space: bool,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    let models = if models.is_empty() {
+        eval::model_dirs(Path::new("models"))?
+    } else {
+        models
+    };
+    let options = EvalOptions {
+        models,
+        k,
+        limit,
+        include_input_space: input_space,
+        progress: true,
+    };
+    let report = eval::run(env, &options)?;
+    println!("{}", eval::markdown(&report));
+    println!("total runtime {:.1} s", report.seconds);
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn write_npy(path: &Path, rows: usize, cols: usize, data: Vec<f32>) -> anyhow::Result<()> {
+    use ndarray_npy::WriteNpyExt;
+    let array = Array2::from_shape_vec((rows, cols), data)?;
+    let file = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    array
+        .write_npy(file)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `train.npy` (exactly the index's training embeddings) and `queries.npy` (MNIST,
+/// Fashion-MNIST and CIFAR-10 test embeddings, in that order) plus `queries.json`.
+pub fn export_embeddings(config: &Config, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let detector = Detector::from_config(config)?;
+    let index = &detector.index;
+    write_npy(
+        &out.join("train.npy"),
+        index.len(),
+        index.dim(),
+        index.embeddings().iter().copied().collect(),
+    )?;
+
+    let data = DataDir::from_env()?;
+    let sets = [
+        data.mnist(Split::Test)?,
+        data.fashion_mnist(Split::Test)?,
+        data.cifar10_test()?,
+    ];
+    let mut queries = Vec::new();
+    let mut counts = Vec::new();
+    for set in &sets {
+        let embedded = embed_dataset(&detector.embedder, set, true)?;
+        queries.extend(embedded.embeddings);
+        counts.push(serde_json::json!({"name": set.name, "count": set.len()}));
+    }
+    let rows = queries.len() / index.dim();
+    write_npy(&out.join("queries.npy"), rows, index.dim(), queries)?;
+    std::fs::write(
+        out.join("queries.json"),
+        serde_json::to_string_pretty(
+            &serde_json::json!({"sets": counts, "model_sha256": detector.model.sha256}),
+        )?,
+    )?;
+    println!(
+        "wrote {} training and {rows} query embeddings to {}",
+        index.len(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! oodgate's LOF against scikit-learn's `LocalOutlierFactor(novelty=True)` on the same
+//! embeddings: the committed L2 model's MNIST training embeddings (exactly what the
+//! index holds) and 30,000 queries (MNIST, Fashion-MNIST and CIFAR-10 test).
+//!
+//! Exact mode must match scikit-learn's scores within 1e-4 relative and its offset_;
+//! HNSW mode must give the same Classify/Reject verdict on at least 99.9 % of queries.
+
+use std::process::Command;
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::ReadNpyExt;
+use oodgate::config::Config;
+use oodgate::detector::index_path;
+use oodgate::model::ModelFiles;
+use oodgate_e2e::{binary, python, run, workspace};
+use oodgate_lof::index::{LofIndex, SearchMode};
+
+fn read<T: ReadNpyExt>(path: &std::path::Path) -> T {
+    T::read_npy(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+#[test]
+fn lof_matches_scikit_learn() {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    // Builds (or loads the cached) index of the default model, then exports.
+    run(Command::new(binary("oodgate"))
+        .current_dir(&root)
+        .arg("export-embeddings")
+        .arg("--out")
+        .arg(out));
+    let sklearn = out.join("sklearn");
+    let printed = run(Command::new(python())
+        .arg(root.join("tests/python/sklearn_lof.py"))
+        .args(["--k", "20", "--contamination", "0.001", "0.01", "--train"])
+        .arg(out.join("train.npy"))
+        .arg("--queries")
+        .arg(out.join("queries.npy"))
+        .arg("--out")
+        .arg(&sklearn));
+    println!("scikit-learn: {}", printed.trim());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sklearn.join("sklearn.json")).unwrap()).unwrap();
+
+    let config = Config::default();
+    let model = ModelFiles::load(&root.join(&config.model.dir)).unwrap();
+    let index = LofIndex::load(&root.join(index_path(&config, &model)), &model.sha256).unwrap();
+    let queries: Array2<f32> = read(&out.join("queries.npy"));
+    let expected: Array1<f64> = read(&sklearn.join("scores.npy"));
+    assert_eq!(queries.nrows(), 30_000);
+
+    // Training scores and offsets.
+    let mut sk_training: Vec<f64> =
+        read::<Array1<f64>>(&sklearn.join("training_scores.npy")).to_vec();
+    sk_training.sort_by(f64::total_cmp);
+    let worst_training = index
+        .sorted_training_scores()
+        .iter()
+        .zip(&sk_training)
+        .map(|(a, b)| ((a - b) / b).abs())
+        .fold(0.0, f64::max);
+    println!("training scores: max relative difference {worst_training:.2e}");
+    assert!(worst_training <= 1e-4);
+    for c in ["0.001", "0.01"] {
+        let ours = index.offset(c.parse().unwrap()).unwrap();
+        let theirs = meta["offsets"][c].as_f64().unwrap();
+        println!("contamination {c}: offset {ours:.9} (scikit-learn {theirs:.9})");
+        assert!(
+            ((ours - theirs) / theirs).abs() <= 1e-6,
+            "offset at {c}: {ours} vs {theirs}"
+        );
+    }
+
+    // Exact mode: the scores themselves.
+    let exact = index.query(queries.view(), SearchMode::Exact).unwrap();
+    let worst = exact
+        .iter()
+        .zip(expected.iter())
+        .map(|(r, e)| ((r.score - e) / e).abs())
+        .fold(0.0, f64::max);
+    println!(
+        "exact mode: max relative score difference {worst:.2e} over {} queries",
+        exact.len()
+    );
+    assert!(
+        worst <= 1e-4,
+        "exact scores differ from scikit-learn by up to {worst:e} (relative)"
+    );
+
+    // HNSW mode: the verdicts at the default threshold (and at 0.01 for information),
+    // at the configured ef and a few others so the trade-off is visible.
+    let offsets = ["0.001", "0.01"].map(|c| (c, meta["offsets"][c].as_f64().unwrap()));
+    let mut default_agreement = 0.0;
+    for ef in [32, 64, 128, 256] {
+        let started = std::time::Instant::now();
+        let hnsw = index
+            .query(queries.view(), SearchMode::Hnsw { ef })
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        for (c, offset) in offsets {
+            let agree = hnsw
+                .iter()
+                .zip(expected.iter())
+                .filter(|(r, e)| (r.score < offset) == (**e < offset))
+                .count() as f64
+                / hnsw.len() as f64;
+            println!(
+                "HNSW mode (ef {ef}, {seconds:.2} s): verdicts agree with scikit-learn on {:.3} % of queries at contamination {c}",
+                100.0 * agree
+            );
+            if ef == config.index.ef && c == "0.001" {
+                default_agreement = agree;
+            }
+        }
+    }
+    assert!(
+        default_agreement >= 0.999,
+        "HNSW verdict agreement at the default ef {}: {default_agreement} < 0.999",
+        config.index.ef
+    );
+}
