@@ -25,7 +25,7 @@ impl ExactLof {
         k: usize,
         progress: bool,
     ) -> Result<Self, LofError> {
-        let n = if dim == 0 { 0 } else { embeddings.len() / dim };
+        let n = embeddings.len().checked_div(dim).unwrap_or(0);
         if k == 0 || k >= n {
             return Err(LofError::InvalidInput(format!(
                 "k must lie in [1, n - 1], got k = {k}, n = {n}"

@@ -210,7 +210,6 @@ pub fn hnsw_params(config: &Config) -> HnswParams {
         max_nb_connection: config.index.hnsw_m,
         ef_construction: config.index.hnsw_ef_construction,
         ef_search: config.index.ef,
-        ..HnswParams::default()
     }
 }
 

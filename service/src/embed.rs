@@ -237,28 +237,6 @@ impl Embedder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layouts_are_read_from_the_shape() {
-        let nhwc = input_spec(&[-1, 28, 28, 1]).unwrap();
-        assert_eq!(
-            (nhwc.layout, nhwc.height, nhwc.width, nhwc.channels),
-            (Layout::Nhwc, 28, 28, 1)
-        );
-        let nchw = input_spec(&[-1, 3, 32, 40]).unwrap();
-        assert_eq!(
-            (nchw.layout, nchw.height, nchw.width, nchw.channels),
-            (Layout::Nchw, 32, 40, 3)
-        );
-        assert!(input_spec(&[-1, 784]).is_err());
-        assert!(input_spec(&[-1, 28, 28, 7]).is_err());
-        assert!(input_spec(&[-1, -1, -1, 1]).is_err());
-    }
-}
-
 /// Preprocesses and embeds a whole dataset, through the same path as client images.
 pub fn embed_dataset(
     embedder: &Embedder,
@@ -294,4 +272,26 @@ pub fn embed_dataset(
         bar.finish();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_read_from_the_shape() {
+        let nhwc = input_spec(&[-1, 28, 28, 1]).unwrap();
+        assert_eq!(
+            (nhwc.layout, nhwc.height, nhwc.width, nhwc.channels),
+            (Layout::Nhwc, 28, 28, 1)
+        );
+        let nchw = input_spec(&[-1, 3, 32, 40]).unwrap();
+        assert_eq!(
+            (nchw.layout, nchw.height, nchw.width, nchw.channels),
+            (Layout::Nchw, 32, 40, 3)
+        );
+        assert!(input_spec(&[-1, 784]).is_err());
+        assert!(input_spec(&[-1, 28, 28, 7]).is_err());
+        assert!(input_spec(&[-1, -1, -1, 1]).is_err());
+    }
 }
