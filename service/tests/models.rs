@@ -16,16 +16,6 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn committed_models() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(workspace().join("models"))
-        .expect("models/ folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 #[test]
 fn each_committed_model_meets_its_card_accuracy() {
     let env =
@@ -34,7 +24,7 @@ fn each_committed_model_meets_its_card_accuracy() {
     let test = data
         .mnist(Split::Test)
         .expect("MNIST test set: run `make data` or set OODGATE_DATA_DIR");
-    let models = committed_models();
+    let models = oodgate::eval::model_dirs(&workspace().join("models")).expect("models/ folder");
     assert!(
         models.len() >= 2,
         "expected the L2 and plain models under models/, found {models:?}"
@@ -65,7 +55,7 @@ fn each_committed_model_meets_its_card_accuracy() {
             .probabilities
             .chunks(embedder.classes)
             .zip(&test.labels)
-            .filter(|(p, label)| argmax(p) == usize::from(**label))
+            .filter(|(p, label)| oodgate::detector::argmax(p).0 == usize::from(**label))
             .count();
         let accuracy = correct as f64 / test.len() as f64;
         let target = files
@@ -90,12 +80,4 @@ fn each_committed_model_meets_its_card_accuracy() {
             files.name
         );
     }
-}
-
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
