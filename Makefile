@@ -7,16 +7,17 @@ VENV := .venv
 CARGO ?= cargo
 OODGATE := target/release/oodgate
 
-# The ONNX Runtime library the service loads, from the pinned onnxruntime wheel.
-export ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1))
+# The ONNX Runtime library the service loads, from the pinned onnxruntime wheel; found
+# when the recipe runs (the venv may not exist when make starts). ORT_DYLIB_PATH wins.
+WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)}"
 
 .PHONY: run test setup setup-test build data fmt lint clean
 
 run: setup data
-	$(OODGATE) serve
+	$(WITH_ORT) $(OODGATE) serve
 
 test: setup-test data
-	$(CARGO) test --release --workspace
+	$(WITH_ORT) $(CARGO) test --release --workspace
 	$(VENV)/bin/python -m pytest -q train/tests
 
 setup:
