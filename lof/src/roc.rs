@@ -48,7 +48,8 @@ pub fn rejected_fraction(scores: &[f64], threshold: f64) -> f64 {
 pub fn threshold_accepting(inliers: &[f64], fraction: f64) -> f64 {
     let mut sorted = inliers.to_vec();
     sorted.sort_by(f64::total_cmp);
-    crate::score::percentile_linear(&sorted, 100.0 * (1.0 - fraction))
+    // `100 - 100 f`, not `100 (1 - f)`: 1 - 0.99 is not exactly 0.01 in floating point.
+    crate::score::percentile_linear(&sorted, 100.0 - 100.0 * fraction)
 }
 
 #[cfg(test)]
