@@ -34,7 +34,7 @@ impl ExactLof {
         let data = Array2::from_shape_vec((n, dim), embeddings)
             .map_err(|e| LofError::InvalidInput(e.to_string()))?;
         let exact = ExactIndex::new(data);
-        let bar = progress.then(|| crate::index::progress_bar(n, "exact kNN (fit)"));
+        let bar = progress.then(|| crate::progress_bar(n, "exact kNN (fit)"));
         let neighbours = exact.search_training(k, bar.as_ref());
         if let Some(bar) = bar {
             bar.finish();
@@ -65,7 +65,7 @@ impl ExactLof {
             )));
         }
         let bar: Option<ProgressBar> =
-            progress.then(|| crate::index::progress_bar(queries.nrows(), "exact kNN (score)"));
+            progress.then(|| crate::progress_bar(queries.nrows(), "exact kNN (score)"));
         let mut scores = Vec::with_capacity(queries.nrows());
         // Chunks keep the progress bar moving; the search parallelises inside each.
         for chunk in queries.axis_chunks_iter(ndarray::Axis(0), 2048) {

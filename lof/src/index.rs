@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
@@ -13,6 +12,7 @@ use crate::error::LofError;
 use crate::exact::ExactIndex;
 use crate::hnsw::{Builder, Graph, HnswParams, RecallReport, measure_recall, sample_points};
 use crate::neighbours::NeighbourLists;
+use crate::progress_bar;
 use crate::score;
 
 /// Training points queried against the graph after a build to measure recall.
@@ -103,17 +103,6 @@ impl std::fmt::Debug for LofIndex {
             .field("recall", &self.recall)
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn progress_bar(len: usize, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} {elapsed} (eta {eta})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(message);
-    bar
 }
 
 impl LofIndex {

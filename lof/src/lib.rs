@@ -31,3 +31,21 @@ pub use score::{Decision, Verdict, decide};
 
 /// The ndarray version this crate's API uses (re-exported so callers match it).
 pub use ndarray;
+
+/// A progress bar on stderr for the long offline steps (embedding, kNN passes, graph
+/// build); the one style the project's commands share.
+pub fn progress_bar(
+    len: usize,
+    message: impl Into<std::borrow::Cow<'static, str>>,
+) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>24} [{bar:40}] {pos}/{len} {elapsed} (eta {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}

@@ -243,30 +243,10 @@ pub fn embed_dataset(
     dataset: &oodgate_datasets::Dataset,
     progress: bool,
 ) -> Result<Embedded, EmbedError> {
-    use rayon::prelude::*;
-
-    use crate::preprocess::{ImageInput, Limits, prepare};
-
-    let per = embedder.input.len();
-    let limits = Limits::default();
-    let mut pixels = vec![0.0f32; dataset.len() * per];
-    pixels
-        .par_chunks_mut(per)
-        .enumerate()
-        .try_for_each(|(i, out)| {
-            let image = ImageInput::Raw {
-                width: dataset.width,
-                height: dataset.height,
-                channels: u32::from(dataset.channels),
-                pixels: dataset.image(i),
-            };
-            let prepared = prepare(image, &embedder.input, &limits)
-                .map_err(|e| EmbedError::Run(format!("{} image {i}: {e}", dataset.name)))?;
-            out.copy_from_slice(&prepared);
-            Ok::<_, EmbedError>(())
-        })?;
-    let bar =
-        progress.then(|| crate::progress::bar(dataset.len(), &format!("embed {}", dataset.name)));
+    let pixels = crate::preprocess::prepare_dataset(dataset, &embedder.input)
+        .map_err(|e| EmbedError::Run(format!("{}: {e}", dataset.name)))?;
+    let bar = progress
+        .then(|| oodgate_lof::progress_bar(dataset.len(), format!("embed {}", dataset.name)));
     let out = embedder.run_all(&pixels, 256, bar.as_ref());
     if let Some(bar) = bar {
         bar.finish();

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::embed::{Embedder, SessionOptions, embed_dataset};
 use crate::model::ModelFiles;
-use crate::preprocess::{ImageInput, InputSpec, Layout, Limits, prepare};
+use crate::preprocess::{InputSpec, Layout, prepare_dataset};
 
 /// Contaminations of the seed article's table.
 pub const CONTAMINATIONS: [f64; 2] = [0.001, 0.01];
@@ -141,17 +141,7 @@ fn input_space(d: &Dataset) -> anyhow::Result<Vec<f32>> {
         width: 28,
         channels: 1,
     };
-    let mut out = Vec::with_capacity(d.len() * spec.len());
-    for i in 0..d.len() {
-        let image = ImageInput::Raw {
-            width: d.width,
-            height: d.height,
-            channels: u32::from(d.channels),
-            pixels: d.image(i),
-        };
-        out.extend(prepare(image, &spec, &Limits::default())?);
-    }
-    Ok(out)
+    Ok(prepare_dataset(d, &spec)?)
 }
 
 fn accuracy(probabilities: &[f32], classes: usize, labels: &[u8]) -> f64 {

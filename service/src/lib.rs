@@ -9,5 +9,4 @@ pub mod embed;
 pub mod eval;
 pub mod model;
 pub mod preprocess;
-pub mod progress;
 pub mod runtime;

@@ -229,6 +229,34 @@ pub fn prepare(
     Ok(out)
 }
 
+/// Every image of a dataset, converted to `spec` and laid end to end (in parallel).
+///
+/// The same path as client images, so offline figures describe what serving does.
+pub fn prepare_dataset(
+    dataset: &oodgate_datasets::Dataset,
+    spec: &InputSpec,
+) -> Result<Vec<f32>, ImageError> {
+    use rayon::prelude::*;
+
+    let limits = Limits::default();
+    let mut pixels = vec![0.0f32; dataset.len() * spec.len()];
+    pixels
+        .par_chunks_mut(spec.len())
+        .enumerate()
+        .try_for_each(|(i, out)| {
+            let image = ImageInput::Raw {
+                width: dataset.width,
+                height: dataset.height,
+                channels: u32::from(dataset.channels),
+                pixels: dataset.image(i),
+            };
+            let image = to_dynamic_image(image, &limits)?;
+            preprocess_into(&image, spec, out);
+            Ok(())
+        })?;
+    Ok(pixels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

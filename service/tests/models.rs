@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oodgate::embed::{Embedder, SessionOptions};
+use oodgate::embed::{Embedder, SessionOptions, embed_dataset};
 use oodgate::model::ModelFiles;
-use oodgate::preprocess::{ImageInput, Limits, prepare};
 use oodgate::runtime;
 use oodgate_datasets::{DataDir, Split};
 
@@ -40,17 +39,7 @@ fn each_committed_model_meets_its_card_accuracy() {
             files.name
         );
 
-        let mut pixels = Vec::with_capacity(test.len() * embedder.input.len());
-        for i in 0..test.len() {
-            let image = ImageInput::Raw {
-                width: test.width,
-                height: test.height,
-                channels: u32::from(test.channels),
-                pixels: test.image(i),
-            };
-            pixels.extend(prepare(image, &embedder.input, &Limits::default()).unwrap());
-        }
-        let out = embedder.run_all(&pixels, 256, None).unwrap();
+        let out = embed_dataset(&embedder, &test, false).unwrap();
         let correct = out
             .probabilities
             .chunks(embedder.classes)
