@@ -13,6 +13,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub index: IndexConfig,
     pub server: ServerConfig,
+    pub batching: BatchingConfig,
     pub log: LogConfig,
 }
 
@@ -61,7 +62,34 @@ pub struct IndexConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// host:port; port 0 picks a free port (the log says which).
     pub grpc_addr: String,
+    /// Largest number of images in one request.
+    pub max_images_per_request: usize,
+    /// Largest gRPC message, in bytes (requests over it get RESOURCE_EXHAUSTED).
+    pub max_message_bytes: usize,
+    /// Requests of one stream processed at once; their verdicts still leave in order.
+    pub stream_pipeline_depth: usize,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
+    /// Allowed values of the request's `source` label for metrics; others count as
+    /// "other". Empty: the first `max_sources` distinct labels seen are kept.
+    // `default`: the config crate drops empty lists from the defaults layer.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    pub max_sources: usize,
+}
+
+/// Dynamic batching: images from all requests are merged into model runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Most images per ONNX Runtime call.
+    pub max_batch_size: usize,
+    /// How long the first waiting image may wait for others to fill the batch.
+    pub max_wait_micros: u64,
+    /// Images admitted (queued or being embedded) at once; past it, RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +128,17 @@ impl Default for Config {
             },
             server: ServerConfig {
                 grpc_addr: "127.0.0.1:50051".into(),
+                max_images_per_request: 1024,
+                max_message_bytes: 16 * 1024 * 1024,
+                stream_pipeline_depth: 4,
+                shutdown_grace_seconds: 30,
+                sources: Vec::new(),
+                max_sources: 32,
+            },
+            batching: BatchingConfig {
+                max_batch_size: 256,
+                max_wait_micros: 2000,
+                queue_capacity: 8192,
             },
             log: LogConfig {
                 format: LogFormat::Human,
@@ -144,6 +183,8 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.sources")
                 .source(Some(settings)),
         );
         let config: Config = builder.build()?.try_deserialize()?;
@@ -181,6 +222,30 @@ impl Config {
             return bad(format!(
                 "model.optimization_level must be 0 to 3, got {}",
                 self.model.optimization_level
+            ));
+        }
+        let at_least_one = [
+            (
+                "server.max_images_per_request",
+                self.server.max_images_per_request,
+            ),
+            ("server.max_message_bytes", self.server.max_message_bytes),
+            (
+                "server.stream_pipeline_depth",
+                self.server.stream_pipeline_depth,
+            ),
+            ("batching.max_batch_size", self.batching.max_batch_size),
+            ("batching.queue_capacity", self.batching.queue_capacity),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if self.batching.queue_capacity < self.server.max_images_per_request {
+            return bad(format!(
+                "batching.queue_capacity ({}) must be at least server.max_images_per_request ({})",
+                self.batching.queue_capacity, self.server.max_images_per_request
             ));
         }
         if self

@@ -3,10 +3,14 @@
 //! An ONNX model embeds each image ([`embed`], after [`preprocess`]); Local Outlier
 //! Factor on that embedding (the `oodgate-lof` crate) decides Classify or Reject.
 
+pub mod batcher;
 pub mod config;
 pub mod detector;
 pub mod embed;
 pub mod eval;
+pub mod grpc;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
 pub mod runtime;
+pub mod serve;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use oodgate::config::{Config, LogFormat};
-use oodgate::detector::Detector;
 
 mod commands;
 
@@ -86,7 +85,8 @@ fn init_logging(config: &Config) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -94,27 +94,7 @@ fn init_logging(config: &Config) {
 }
 
 fn serve(config: &Config) -> anyhow::Result<()> {
-    let detector = Detector::from_config(config)?;
-    let embedder = &detector.embedder;
-    tracing::info!(
-        model = %detector.model.name,
-        sha256 = %detector.model.sha256,
-        layout = embedder.input.layout.as_str(),
-        height = embedder.input.height,
-        width = embedder.input.width,
-        channels = embedder.input.channels,
-        embedding_dim = embedder.embedding_dim,
-        index_size = detector.index.len(),
-        k = detector.index.k(),
-        threshold = detector.default_threshold,
-        "model and index loaded"
-    );
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("shutting down");
-        anyhow::Ok(())
-    })
+    tokio::runtime::Runtime::new()?.block_on(oodgate::serve::run(config.clone()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -25,6 +25,27 @@ class L2Constrain(layers.Layer):
         return {**super().get_config(), "alpha": self.alpha}
 
 
+@keras.saving.register_keras_serializable(package="oodgate")
+class CosineLogits(layers.Layer):
+    """scale * cos(feature, class weight): the CosFace/ArcFace head, margin applied in the loss."""
+
+    def __init__(self, classes: int, scale: float, **kwargs):
+        super().__init__(**kwargs)
+        self.classes, self.scale = int(classes), float(scale)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.classes),
+                                      initializer="glorot_uniform", name="kernel")
+
+    def call(self, x):
+        x = x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)
+        w = self.kernel / ops.sqrt(ops.sum(ops.square(self.kernel), axis=0, keepdims=True) + 1e-12)
+        return self.scale * ops.matmul(x, w)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "scale": self.scale}
+
+
 def _conv_block(x, filters: int, recipe: Recipe, name: str, pool: bool):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=not recipe.batch_norm, name=name)(x)
     if recipe.batch_norm:
@@ -34,7 +55,11 @@ def _conv_block(x, filters: int, recipe: Recipe, name: str, pool: bool):
 
 
 def build(recipe: Recipe, input_shape=(28, 28, 1), classes: int = 10):
-    """Returns (training model with one softmax output, export model with both outputs)."""
+    """Returns (training model, export model with outputs [embedding, probabilities]).
+
+    The training model outputs the softmax for Keras fit (seed, l2-aug) or
+    [embedding, logits] for the custom loop (Recipe.custom_loop()).
+    """
     pixels = keras.Input(input_shape, name="pixels")
     # 28x28 -> 14x14 -> 7x7; no pooling after the last convolution (pooling 7x7 would
     # drop its last row and column).
@@ -46,6 +71,16 @@ def build(recipe: Recipe, input_shape=(28, 28, 1), classes: int = 10):
         x = layers.Dropout(recipe.dropout, name="dropout")(x)
     feature = layers.Dense(recipe.embedding_dim, name="feature")(x)
     embedding = L2Constrain(recipe.alpha, name="l2")(feature) if recipe.l2 else feature
+    if recipe.custom_loop():
+        # The loop needs the logits (margins, outlier loss); export keeps the contract.
+        if recipe.head == "dense":
+            logits = layers.Dense(classes, name="logits")(embedding)
+        else:
+            logits = CosineLogits(classes, recipe.alpha, name="logits")(embedding)
+        probabilities = layers.Activation("softmax", name="softmax")(logits)
+        train_model = keras.Model(pixels, [embedding, logits], name="classifier")
+        export_model = keras.Model(pixels, [embedding, probabilities], name="oodgate")
+        return train_model, export_model
     probabilities = layers.Dense(classes, activation="softmax", name="softmax")(embedding)
     train_model = keras.Model(pixels, probabilities, name="classifier")
     export_model = keras.Model(pixels, [embedding, probabilities], name="oodgate")

@@ -26,6 +26,26 @@ class Recipe:
     learning_rate: float = 1e-3
     # "constant" (the seed's Adam defaults) or "cosine" decay to zero.
     schedule: str = "constant"
+    # Classifier head on the embedding: "dense" (softmax with bias, the seed's), or
+    # "cosface" / "arcface" (cosine logits scaled by alpha, additive margin `margin`).
+    head: str = "dense"
+    margin: float = 0.0
+    # Center loss weight (squared distance to a running class centre, over alpha^2).
+    center_weight: float = 0.0
+    # Outlier exposure: synthetic outliers (oodtrain.synthetic.TRAIN_TYPES) pushed to a
+    # uniform softmax, `outlier_ratio` outliers per digit in each batch.
+    outlier_weight: float = 0.0
+    outlier_ratio: float = 0.5
+    outlier_types: tuple = ()
+    # Random integer shift of up to this many pixels (zero fill), a mild augmentation.
+    shift: int = 0
+    weight_decay: float = 0.0
+
+    def custom_loop(self) -> bool:
+        """The recipes from issue 5 on train with oodtrain.loop; seed and l2-aug keep
+        Keras fit so their committed models stay reproducible."""
+        return (self.head != "dense" or self.center_weight > 0 or self.outlier_weight > 0
+                or self.shift > 0 or self.weight_decay > 0)
 
     def to_dict(self):
         return asdict(self)
@@ -51,7 +71,30 @@ L2_AUG = replace(
     schedule="cosine",
 )
 
-RECIPES = {r.name: r for r in (SEED, L2_AUG)}
+OE_TYPES = ("uniform_noise", "smooth_noise", "patch_shuffle", "shapes")
+
+# Issue 5 candidates: the seed network without BN/dropout/affine augmentation (those
+# hurt LOF separation), changed one idea at a time.
+COS = replace(
+    SEED, name="cos",
+    description="Seed network with a CosFace head (cosine logits x alpha=16, margin 0.2), "
+    "cosine schedule, 15 epochs.",
+    head="cosface", margin=0.2, schedule="cosine",
+)
+OE = replace(
+    SEED, name="oe",
+    description="Seed recipe, cosine schedule, plus outlier exposure: synthetic outliers "
+    "(uniform/smooth noise, patch-shuffled digits, shapes) pushed to a uniform softmax.",
+    schedule="cosine", outlier_weight=0.5, outlier_types=OE_TYPES,
+)
+COS_OE = replace(
+    COS, name="cos-oe",
+    description=COS.description + " Plus outlier exposure (uniform/smooth noise, "
+    "patch-shuffled digits, shapes pushed to a uniform softmax).",
+    outlier_weight=0.5, outlier_types=OE_TYPES,
+)
+
+RECIPES = {r.name: r for r in (SEED, L2_AUG, COS, OE, COS_OE)}
 
 
 def plain(recipe: Recipe) -> Recipe:

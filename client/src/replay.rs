@@ -1,0 +1,424 @@
+//! Streams image sets through a server over one or more concurrent `DetectStream`
+//! calls and records every verdict and every request's round-trip time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use oodgate_proto::v1;
+use oodgate_proto::v1::detector_client::DetectorClient;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::sets::ReplaySet;
+
+/// Largest gRPC message either side sends (a batch of 32x32 RGB images is ~3 kB each).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threshold {
+    Contamination(f64),
+    FalseRejectionRate(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Concurrent `DetectStream` calls.
+    pub streams: usize,
+    /// Images per request.
+    pub batch_size: usize,
+    /// Requests per stream awaiting their verdicts at once.
+    pub window: usize,
+    /// Images per second over all streams; None: as fast as the server answers.
+    pub rate: Option<f64>,
+    /// Source label for every request; None: each set's name.
+    pub source: Option<String>,
+    /// None: the server's default threshold.
+    pub threshold: Option<Threshold>,
+    pub progress: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            streams: 4,
+            batch_size: 64,
+            window: 4,
+            rate: None,
+            source: None,
+            threshold: None,
+            progress: false,
+        }
+    }
+}
+
+/// One image's answer, compactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Accepted { class: u32, score: f64 },
+    Rejected { class: u32, score: f64 },
+    Error(String),
+}
+
+impl Answer {
+    pub fn score(&self) -> Option<f64> {
+        match self {
+            Answer::Accepted { score, .. } | Answer::Rejected { score, .. } => Some(*score),
+            Answer::Error(_) => None,
+        }
+    }
+
+    /// What the classifier said (also for rejected images).
+    pub fn class(&self) -> Option<u32> {
+        match self {
+            Answer::Accepted { class, .. } | Answer::Rejected { class, .. } => Some(*class),
+            Answer::Error(_) => None,
+        }
+    }
+}
+
+/// Every answer, per set in image order, and the timings.
+pub struct Replay {
+    pub model: v1::ModelInfo,
+    /// `answers[set][image]`.
+    pub answers: Vec<Vec<Answer>>,
+    /// Round trip of each request (send to verdicts), in completion order.
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+    pub options: ReplayOptions,
+}
+
+/// Connects with message limits large enough for big batches.
+pub async fn connect(endpoint: &str) -> anyhow::Result<DetectorClient<Channel>> {
+    let channel = Channel::from_shared(endpoint.to_owned())
+        .with_context(|| format!("bad server address {endpoint:?}"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    Ok(DetectorClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// Waits until the server's gRPC health check says SERVING (the model and index are
+/// loaded), polling for at most `timeout`.
+pub async fn wait_until_serving(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        if let Ok(channel) = Channel::from_shared(endpoint.to_owned())?.connect().await {
+            let mut health = HealthClient::new(channel);
+            match health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
+                Ok(r) => last = format!("status {:?}", r.get_ref().status()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{endpoint} not SERVING after {timeout:?} ({last})")
+}
+
+/// The request for images `range` of one set.
+pub fn request(
+    set: &ReplaySet,
+    range: std::ops::Range<usize>,
+    source: &str,
+    threshold: Option<Threshold>,
+) -> v1::DetectRequest {
+    let d = &set.dataset;
+    let images = range
+        .map(|i| v1::Image {
+            id: image_id(&set.name, i),
+            data: Some(v1::image::Data::Raw(v1::RawPixels {
+                width: d.width,
+                height: d.height,
+                channels: u32::from(d.channels),
+                pixels: d.image(i).to_vec(),
+            })),
+        })
+        .collect();
+    v1::DetectRequest {
+        images,
+        threshold: threshold.map(|t| v1::Threshold {
+            kind: Some(match t {
+                Threshold::Contamination(c) => v1::threshold::Kind::Contamination(c),
+                Threshold::FalseRejectionRate(r) => v1::threshold::Kind::FalseRejectionRate(r),
+            }),
+        }),
+        source: source.to_owned(),
+    }
+}
+
+pub fn image_id(set: &str, index: usize) -> String {
+    format!("{set}/{index}")
+}
+
+/// Reads one verdict into an [`Answer`].
+pub fn answer(verdict: &v1::Verdict) -> anyhow::Result<Answer> {
+    use v1::verdict::Outcome;
+    let score = || {
+        verdict
+            .lof
+            .as_ref()
+            .map(|lof| lof.score)
+            .with_context(|| format!("verdict {} has no LOF evidence", verdict.id))
+    };
+    Ok(match &verdict.outcome {
+        Some(Outcome::Classify(c)) => Answer::Accepted {
+            class: c.class_index,
+            score: score()?,
+        },
+        Some(Outcome::Reject(r)) => Answer::Rejected {
+            class: r
+                .would_classify_as
+                .as_ref()
+                .map_or(u32::MAX, |c| c.class_index),
+            score: score()?,
+        },
+        Some(Outcome::Error(e)) => Answer::Error(e.message.clone()),
+        None => bail!("verdict {} has no outcome", verdict.id),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Batch {
+    set: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Spaces sends so all streams together keep to `rate` images per second.
+struct Pacer {
+    start: Instant,
+    rate: Option<f64>,
+    sent: AtomicU64,
+}
+
+impl Pacer {
+    async fn wait(&self, images: usize) {
+        let before = self.sent.fetch_add(images as u64, Ordering::Relaxed);
+        if let Some(rate) = self.rate {
+            let at = self.start + Duration::from_secs_f64(before as f64 / rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+}
+
+struct StreamResult {
+    answers: Vec<(Batch, Vec<Answer>)>,
+    latencies: Vec<Duration>,
+}
+
+/// Sends every image of `sets` and collects the verdicts. Fails if the server ends a
+/// stream with an error, or answers out of order or incompletely.
+pub async fn replay(
+    endpoint: &str,
+    sets: Arc<Vec<ReplaySet>>,
+    options: ReplayOptions,
+) -> anyhow::Result<Replay> {
+    if options.streams == 0 || options.batch_size == 0 || options.window == 0 {
+        bail!("streams, batch size and window must be at least 1");
+    }
+    let mut client = connect(endpoint).await?;
+    let model = client
+        .get_model_info(v1::GetModelInfoRequest {})
+        .await
+        .context("GetModelInfo")?
+        .into_inner();
+
+    let batches: Arc<Vec<Batch>> = Arc::new(
+        sets.iter()
+            .enumerate()
+            .flat_map(|(set, s)| {
+                (0..s.len())
+                    .step_by(options.batch_size)
+                    .map(move |start| Batch {
+                        set,
+                        start,
+                        end: (start + options.batch_size).min(s.len()),
+                    })
+            })
+            .collect(),
+    );
+    let total: usize = sets.iter().map(ReplaySet::len).sum();
+    let progress = if options.progress {
+        oodgate_lof::progress_bar(total, "replaying")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let pacer = Arc::new(Pacer {
+        start: Instant::now(),
+        rate: options.rate,
+        sent: AtomicU64::new(0),
+    });
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..options.streams {
+        tasks.push(tokio::spawn(run_stream(
+            client.clone(),
+            sets.clone(),
+            batches.clone(),
+            next.clone(),
+            pacer.clone(),
+            options.clone(),
+            progress.clone(),
+        )));
+    }
+    let mut answers: Vec<Vec<Option<Answer>>> = sets.iter().map(|s| vec![None; s.len()]).collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let result = task.await.context("a replay stream panicked")??;
+        latencies.extend(result.latencies);
+        for (batch, batch_answers) in result.answers {
+            for (i, answer) in (batch.start..batch.end).zip(batch_answers) {
+                answers[batch.set][i] = Some(answer);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let answers = answers
+        .into_iter()
+        .zip(sets.iter())
+        .map(|(set_answers, set)| {
+            set_answers
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.with_context(|| format!("no verdict for {}", image_id(&set.name, i)))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Replay {
+        model,
+        answers,
+        latencies,
+        elapsed,
+        options,
+    })
+}
+
+async fn run_stream(
+    mut client: DetectorClient<Channel>,
+    sets: Arc<Vec<ReplaySet>>,
+    batches: Arc<Vec<Batch>>,
+    next: Arc<AtomicUsize>,
+    pacer: Arc<Pacer>,
+    options: ReplayOptions,
+    progress: indicatif::ProgressBar,
+) -> anyhow::Result<StreamResult> {
+    let (requests, outbound) = mpsc::channel(options.window);
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(Batch, Instant)>();
+    let window = Arc::new(Semaphore::new(options.window));
+
+    // The sending half: takes batches from the shared list until it is empty.
+    let sender = {
+        let window = window.clone();
+        let sets = sets.clone();
+        tokio::spawn(async move {
+            loop {
+                let permit = window.clone().acquire_owned().await?;
+                let Some(&batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let set = &sets[batch.set];
+                pacer.wait(batch.end - batch.start).await;
+                let source = options.source.as_deref().unwrap_or(&set.name);
+                let request = request(set, batch.start..batch.end, source, options.threshold);
+                sent_tx.send((batch, Instant::now()))?;
+                if requests.send(request).await.is_err() {
+                    break; // the call ended; the receiving half reports why
+                }
+                permit.forget();
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    let received = receive(
+        &mut client,
+        outbound,
+        &mut sent_rx,
+        &sets,
+        &window,
+        &progress,
+    )
+    .await;
+    if received.is_err() {
+        sender.abort();
+    }
+    let result = received?;
+    sender.await.context("the sending half panicked")??;
+    if sent_rx.try_recv().is_ok() {
+        bail!("the server closed the stream with requests unanswered");
+    }
+    Ok(result)
+}
+
+/// The receiving half: checks each response against the request it answers.
+async fn receive(
+    client: &mut DetectorClient<Channel>,
+    outbound: mpsc::Receiver<v1::DetectRequest>,
+    sent_rx: &mut mpsc::UnboundedReceiver<(Batch, Instant)>,
+    sets: &[ReplaySet],
+    window: &Semaphore,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<StreamResult> {
+    let mut inbound = client
+        .detect_stream(ReceiverStream::new(outbound))
+        .await
+        .context("DetectStream")?
+        .into_inner();
+    let mut result = StreamResult {
+        answers: Vec::new(),
+        latencies: Vec::new(),
+    };
+    let received = |result: &StreamResult| result.answers.len();
+    while let Some(response) = inbound.message().await.with_context(|| {
+        format!(
+            "the server ended the stream after {} answered requests",
+            received(&result)
+        )
+    })? {
+        let (batch, sent_at) = sent_rx
+            .recv()
+            .await
+            .context("a response for a request that was never sent")?;
+        result.latencies.push(sent_at.elapsed());
+        let set = &sets[batch.set];
+        if response.verdicts.len() != batch.end - batch.start {
+            bail!(
+                "{} verdicts for a request of {} images",
+                response.verdicts.len(),
+                batch.end - batch.start
+            );
+        }
+        let mut answers = Vec::with_capacity(response.verdicts.len());
+        for (i, verdict) in (batch.start..batch.end).zip(&response.verdicts) {
+            let expected = image_id(&set.name, i);
+            if verdict.id != expected {
+                bail!("verdict for {} where {expected} was due", verdict.id);
+            }
+            answers.push(answer(verdict)?);
+        }
+        progress.inc(answers.len() as u64);
+        result.answers.push((batch, answers));
+        window.add_permits(1);
+    }
+    Ok(result)
+}

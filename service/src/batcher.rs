@@ -1,0 +1,225 @@
+//! Dynamic batching: one task owns the queue of embedding jobs from every request and
+//! stream, and runs the model on batches of up to `max_batch_size` images.
+//!
+//! A batch forms from whatever queued while the model was busy. When the model is
+//! free, the batcher waits (at most `max_wait`) for more images only while other
+//! admitted requests are still being decoded; a lone request runs at once, so
+//! batching costs single-image latency nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::detector::Detector;
+use crate::embed::Embedded;
+
+/// What one request gets back from the batcher.
+pub struct BatchOutput {
+    pub embedded: Embedded,
+    /// Time between submission and the start of its model run.
+    pub queue_wait: Duration,
+    /// The model run's duration (shared with the other requests in the batch).
+    pub embed_time: Duration,
+    /// Images in the model run this request was part of.
+    pub batch_images: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("model run failed: {0}")]
+pub struct BatchError(pub String);
+
+struct Job {
+    detector: Arc<Detector>,
+    pixels: Vec<f32>,
+    count: usize,
+    submitted: Instant,
+    reply: oneshot::Sender<Result<BatchOutput, BatchError>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    pub max_batch_size: usize,
+    pub max_wait: Duration,
+}
+
+/// The requests' side of the batcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Images admitted but not yet submitted (still decoding): worth waiting for.
+    incoming: Arc<AtomicUsize>,
+    /// Jobs dropped unrun because their requester went away.
+    cancelled: Arc<AtomicUsize>,
+}
+
+/// Announces images that will be submitted soon; dropping it unsubmitted withdraws them.
+pub struct Ticket {
+    batcher: Batcher,
+    count: usize,
+}
+
+impl Batcher {
+    /// Starts the batching task on the current tokio runtime. Admission (the bound on
+    /// queued images) is the caller's; this queue only orders and merges.
+    pub fn spawn(settings: BatchSettings) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batcher = Self {
+            jobs: tx,
+            incoming: Arc::new(AtomicUsize::new(0)),
+            cancelled: Arc::new(AtomicUsize::new(0)),
+        };
+        tokio::spawn(run(
+            rx,
+            settings,
+            batcher.incoming.clone(),
+            batcher.cancelled.clone(),
+        ));
+        batcher
+    }
+
+    pub fn announce(&self, count: usize) -> Ticket {
+        self.incoming.fetch_add(count, Ordering::SeqCst);
+        Ticket {
+            batcher: self.clone(),
+            count,
+        }
+    }
+
+    /// Jobs whose requester had gone before their model run.
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+impl Ticket {
+    /// Queues `count` preprocessed images for the model and waits for their outputs.
+    pub async fn embed(
+        self,
+        detector: Arc<Detector>,
+        pixels: Vec<f32>,
+        count: usize,
+    ) -> Result<BatchOutput, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            detector,
+            pixels,
+            count,
+            submitted: Instant::now(),
+            reply,
+        };
+        // Sent before the ticket is withdrawn, so the batcher never sees neither.
+        let sent = self.batcher.jobs.send(job);
+        drop(self);
+        sent.map_err(|_| BatchError("the batcher has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| BatchError("the batcher dropped the job".into()))?
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.batcher
+            .incoming
+            .fetch_sub(self.count, Ordering::SeqCst);
+    }
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    settings: BatchSettings,
+    incoming: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + settings.max_wait;
+        let mut images = first.count;
+        let mut jobs = vec![first];
+        while images < settings.max_batch_size {
+            let next = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) if incoming.load(Ordering::SeqCst) == 0 => None,
+                Err(_) => tokio::select! {
+                    job = rx.recv() => job,
+                    _ = tokio::time::sleep_until(deadline) => None,
+                },
+            };
+            let Some(job) = next else { break };
+            // A batch runs on one model: after a reload, old and new never mix.
+            if images + job.count > settings.max_batch_size
+                || !Arc::ptr_eq(&job.detector, &jobs[0].detector)
+            {
+                carried = Some(job);
+                break;
+            }
+            images += job.count;
+            jobs.push(job);
+        }
+        let before = jobs.len();
+        jobs.retain(|job| !job.reply.is_closed());
+        cancelled.fetch_add(before - jobs.len(), Ordering::Relaxed);
+        if !jobs.is_empty() {
+            run_batch(jobs).await;
+        }
+    }
+}
+
+async fn run_batch(mut jobs: Vec<Job>) {
+    let detector = jobs[0].detector.clone();
+    let images: usize = jobs.iter().map(|job| job.count).sum();
+    let pixels = if jobs.len() == 1 {
+        std::mem::take(&mut jobs[0].pixels)
+    } else {
+        jobs.iter()
+            .flat_map(|job| job.pixels.iter().copied())
+            .collect()
+    };
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking({
+        let detector = detector.clone();
+        move || detector.embed(&pixels, images)
+    })
+    .await;
+    let embed_time = started.elapsed();
+    let embedded = match run {
+        Ok(Ok(embedded)) => embedded,
+        Ok(Err(e)) => return fail(jobs, e.to_string()),
+        Err(e) => return fail(jobs, format!("model run panicked: {e}")),
+    };
+    let dim = detector.embedder.embedding_dim;
+    let classes = detector.embedder.classes;
+    let mut at = 0;
+    for job in jobs {
+        let range = at..at + job.count;
+        at += job.count;
+        let output = BatchOutput {
+            embedded: Embedded {
+                embeddings: embedded.embeddings[range.start * dim..range.end * dim].to_vec(),
+                probabilities: embedded.probabilities[range.start * classes..range.end * classes]
+                    .to_vec(),
+            },
+            queue_wait: started.saturating_duration_since(job.submitted),
+            embed_time,
+            batch_images: images,
+        };
+        // The requester may have gone meanwhile; nothing to do then.
+        let _ = job.reply.send(Ok(output));
+    }
+}
+
+fn fail(jobs: Vec<Job>, message: String) {
+    tracing::error!(%message, "model run failed");
+    for job in jobs {
+        let _ = job.reply.send(Err(BatchError(message.clone())));
+    }
+}

@@ -1,0 +1,265 @@
+//! The `oodgate.v1.Detector` gRPC service: wire types in and out of the [`Pipeline`].
+//!
+//! Every refusal becomes a gRPC status in [`status`], the one place that maps them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{Stream, StreamExt};
+use oodgate_proto::v1;
+use oodgate_proto::v1::detector_server::Detector as DetectorRpc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::detector::{Detector, ThresholdSpec};
+use crate::pipeline::{ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError};
+
+pub use oodgate_proto::v1::detector_server::DetectorServer;
+
+pub struct DetectorService {
+    pipeline: Arc<Pipeline>,
+    /// Requests of one stream in flight at once.
+    depth: usize,
+    next_stream: AtomicU64,
+}
+
+impl DetectorService {
+    pub fn new(pipeline: Arc<Pipeline>, config: &Config) -> Self {
+        Self {
+            pipeline,
+            depth: config.server.stream_pipeline_depth,
+            next_stream: AtomicU64::new(1),
+        }
+    }
+
+    /// The tonic server for this service, with the configured message size limit.
+    pub fn into_server(self, config: &Config) -> DetectorServer<Self> {
+        DetectorServer::new(self)
+            .max_decoding_message_size(config.server.max_message_bytes)
+            .max_encoding_message_size(config.server.max_message_bytes)
+    }
+}
+
+type VerdictStream = Pin<Box<dyn Stream<Item = Result<v1::DetectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DetectorRpc for DetectorService {
+    type DetectStreamStream = VerdictStream;
+
+    async fn detect_stream(
+        &self,
+        request: Request<Streaming<v1::DetectRequest>>,
+    ) -> Result<Response<VerdictStream>, Status> {
+        if !self.pipeline.is_ready() {
+            return Err(status(&ServeError::NotReady));
+        }
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!("stream", id, %peer);
+        let (tx, rx) = mpsc::channel(self.depth);
+        tokio::spawn(
+            relay(self.pipeline.clone(), request.into_inner(), tx, self.depth).instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn detect(
+        &self,
+        request: Request<v1::DetectRequest>,
+    ) -> Result<Response<v1::DetectResponse>, Status> {
+        detect(&self.pipeline, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_model_info(
+        &self,
+        _request: Request<v1::GetModelInfoRequest>,
+    ) -> Result<Response<v1::ModelInfo>, Status> {
+        let detector = self
+            .pipeline
+            .detector()
+            .ok_or_else(|| status(&ServeError::NotReady))?;
+        Ok(Response::new(model_info(&detector)))
+    }
+}
+
+/// Answers one stream's requests in order, up to `depth` of them at once, until the
+/// client closes its side, goes away, or a request is refused (its status ends the stream).
+async fn relay(
+    pipeline: Arc<Pipeline>,
+    inbound: Streaming<v1::DetectRequest>,
+    tx: mpsc::Sender<Result<v1::DetectResponse, Status>>,
+    depth: usize,
+) {
+    tracing::debug!("stream opened");
+    let mut answers = inbound
+        .map(|message| {
+            let pipeline = pipeline.clone();
+            async move { detect(&pipeline, message?).await }
+        })
+        .buffered(depth);
+    let (mut requests, mut images) = (0u64, 0u64);
+    let mut end = "client finished";
+    while let Some(answer) = answers.next().await {
+        let failed = answer.as_ref().err().map(|s| s.code());
+        if let Ok(response) = &answer {
+            requests += 1;
+            images += response.verdicts.len() as u64;
+        }
+        if tx.send(answer).await.is_err() {
+            // In-flight requests are dropped with `answers`; the batcher skips them.
+            end = "client went away";
+            break;
+        }
+        if let Some(code) = failed {
+            tracing::debug!(?code, "stream ended by an error");
+            end = "error";
+            break;
+        }
+    }
+    tracing::info!(requests, images, end, "stream closed");
+}
+
+async fn detect(
+    pipeline: &Pipeline,
+    request: v1::DetectRequest,
+) -> Result<v1::DetectResponse, Status> {
+    let detection = pipeline
+        .detect(detect_input(request))
+        .await
+        .map_err(|e| status(&e))?;
+    Ok(detect_response(detection))
+}
+
+/// The one mapping from refusals to gRPC status codes.
+pub fn status(error: &ServeError) -> Status {
+    let message = error.to_string();
+    match error {
+        ServeError::InvalidArgument { .. } => Status::invalid_argument(message),
+        ServeError::Overloaded { .. } => Status::resource_exhausted(message),
+        ServeError::NotReady => Status::unavailable(message),
+        ServeError::Internal(_) => {
+            tracing::error!(%message, "request failed");
+            Status::internal(message)
+        }
+    }
+}
+
+fn detect_input(request: v1::DetectRequest) -> DetectInput {
+    use v1::image::Data;
+    use v1::threshold::Kind;
+
+    let images = request
+        .images
+        .into_iter()
+        .map(|image| ClientImage {
+            id: image.id,
+            data: image.data.map(|data| match data {
+                Data::Raw(raw) => ImageData::Raw {
+                    width: raw.width,
+                    height: raw.height,
+                    channels: raw.channels,
+                    pixels: raw.pixels,
+                },
+                Data::Encoded(bytes) => ImageData::Encoded(bytes),
+            }),
+        })
+        .collect();
+    let threshold = match request.threshold.and_then(|t| t.kind) {
+        None => ThresholdSpec::Default,
+        Some(Kind::Contamination(c)) => ThresholdSpec::Contamination(c),
+        Some(Kind::FalseRejectionRate(r)) => ThresholdSpec::FalseRejectionRate(r),
+    };
+    DetectInput {
+        images,
+        threshold,
+        source: request.source,
+    }
+}
+
+fn detect_response(detection: Detection) -> v1::DetectResponse {
+    use v1::verdict::Outcome;
+
+    let classes = &detection.detector.model.classes;
+    let name = |class: usize| classes.get(class).cloned().unwrap_or_default();
+    let verdicts = detection
+        .verdicts
+        .into_iter()
+        .map(|verdict| {
+            let judgement = match verdict.outcome {
+                Ok(judgement) => judgement,
+                Err(error) => {
+                    return v1::Verdict {
+                        id: verdict.id,
+                        outcome: Some(Outcome::Error(v1::ImageError {
+                            message: error.to_string(),
+                        })),
+                        lof: None,
+                    };
+                }
+            };
+            let class = v1::Classification {
+                class_index: judgement.class as u32,
+                class_name: name(judgement.class),
+                probability: judgement.probability,
+            };
+            let outcome = if judgement.rejected() {
+                Outcome::Reject(v1::Rejection {
+                    neighbours: judgement
+                        .neighbours
+                        .iter()
+                        .map(|n| v1::Neighbour {
+                            training_id: n.id,
+                            label: u32::from(n.label),
+                            label_name: name(usize::from(n.label)),
+                            distance: n.distance as f32,
+                        })
+                        .collect(),
+                    would_classify_as: Some(class),
+                })
+            } else {
+                Outcome::Classify(class)
+            };
+            v1::Verdict {
+                id: verdict.id,
+                outcome: Some(outcome),
+                lof: Some(v1::LofEvidence {
+                    score: judgement.score,
+                    threshold: judgement.threshold,
+                    decision: judgement.decision,
+                }),
+            }
+        })
+        .collect();
+    v1::DetectResponse { verdicts }
+}
+
+pub fn model_info(detector: &Detector) -> v1::ModelInfo {
+    let input = detector.embedder.input;
+    v1::ModelInfo {
+        model_name: detector.model.name.clone(),
+        model_sha256: detector.model.sha256.clone(),
+        input_layout: input.layout.as_str().into(),
+        input_height: input.height,
+        input_width: input.width,
+        input_channels: input.channels,
+        classes: detector.model.classes.clone(),
+        embedding_dim: detector.embedder.embedding_dim as u32,
+        k: detector.index.k() as u32,
+        index_size: detector.index.len() as u64,
+        default_contamination: detector.default_contamination,
+        default_threshold: detector.default_threshold,
+        search_mode: match detector.search {
+            oodgate_lof::index::SearchMode::Exact => "exact".into(),
+            oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw".into(),
+        },
+    }
+}

@@ -1,0 +1,388 @@
+//! The serving core that every RPC (and the HTTP side) goes through:
+//! admission, decoding off the async runtime, dynamic batching, LOF, verdicts in order.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::batcher::{BatchSettings, Batcher};
+use crate::config::Config;
+use crate::detector::{Detector, Judgement, ThresholdSpec};
+use crate::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
+
+/// One image as a client sent it, already off the wire.
+#[derive(Debug, Clone)]
+pub struct ClientImage {
+    pub id: String,
+    pub data: Option<ImageData>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ImageData {
+    Raw {
+        width: u32,
+        height: u32,
+        channels: u32,
+        pixels: Vec<u8>,
+    },
+    /// PNG or JPEG.
+    Encoded(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectInput {
+    pub images: Vec<ClientImage>,
+    pub threshold: ThresholdSpec,
+    pub source: String,
+}
+
+/// The answer for one request: a verdict per image, in request order.
+pub struct Detection {
+    /// The model and index that judged it (their class names label the verdicts).
+    pub detector: Arc<Detector>,
+    pub verdicts: Vec<ImageVerdict>,
+    /// The request's source, reduced to the bounded set of metric labels.
+    pub source: String,
+    pub timings: Timings,
+}
+
+#[derive(Debug)]
+pub struct ImageVerdict {
+    pub id: String,
+    pub outcome: Result<Judgement, ImageError>,
+}
+
+/// Where one request's time went (decode, queue and model run are shared stages).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub preprocess: Duration,
+    pub queue_wait: Duration,
+    pub embed: Duration,
+    pub lof: Duration,
+    /// Images in the model run that embedded this request (0 if none were valid).
+    pub batch_images: usize,
+}
+
+/// Why a whole request was refused. Mapped to gRPC and HTTP codes in one place each.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServeError {
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "server busy: {requested} images asked for, {available} of {capacity} queue slots free; retry later"
+    )]
+    Overloaded {
+        requested: usize,
+        available: usize,
+        capacity: usize,
+    },
+    #[error("the model and index are still loading")]
+    NotReady,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct Pipeline {
+    detector: ArcSwapOption<Detector>,
+    batcher: Batcher,
+    /// One permit per image admitted and not yet answered: the queue's bound.
+    admission: Arc<Semaphore>,
+    capacity: usize,
+    max_images: usize,
+    limits: Limits,
+    sources: SourceLabels,
+}
+
+impl Pipeline {
+    /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
+    pub fn new(config: &Config) -> Self {
+        let batcher = Batcher::spawn(BatchSettings {
+            max_batch_size: config.batching.max_batch_size,
+            max_wait: Duration::from_micros(config.batching.max_wait_micros),
+        });
+        Self {
+            detector: ArcSwapOption::empty(),
+            batcher,
+            admission: Arc::new(Semaphore::new(config.batching.queue_capacity)),
+            capacity: config.batching.queue_capacity,
+            max_images: config.server.max_images_per_request,
+            limits: Limits::default(),
+            sources: SourceLabels::new(&config.server.sources, config.server.max_sources),
+        }
+    }
+
+    pub fn set_detector(&self, detector: Arc<Detector>) {
+        self.detector.store(Some(detector));
+    }
+
+    pub fn detector(&self) -> Option<Arc<Detector>> {
+        self.detector.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.detector.load().is_some()
+    }
+
+    /// Requests whose embedding was skipped because the client had gone.
+    pub fn cancelled_jobs(&self) -> usize {
+        self.batcher.cancelled()
+    }
+
+    pub async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
+        let detector = self.detector().ok_or(ServeError::NotReady)?;
+        let count = input.images.len();
+        if count == 0 {
+            return Err(invalid("images", "the batch is empty".into()));
+        }
+        if count > self.max_images {
+            return Err(invalid(
+                "images",
+                format!(
+                    "{count} images in one request, the limit is {}",
+                    self.max_images
+                ),
+            ));
+        }
+        let threshold = threshold(&detector, input.threshold)?;
+        let source = self.sources.label(&input.source);
+        let _permit = self.admit(count)?;
+        let ticket = self.batcher.announce(count);
+
+        let spec = detector.embedder.input;
+        let limits = self.limits;
+        let started = std::time::Instant::now();
+        let (ids, prepared, pixels) =
+            off_runtime(move || decode(input.images, &spec, &limits)).await?;
+        let mut timings = Timings {
+            preprocess: started.elapsed(),
+            ..Timings::default()
+        };
+
+        let valid = prepared.iter().filter(|p| p.is_ok()).count();
+        let mut judged = Vec::new();
+        if valid > 0 {
+            let output = ticket
+                .embed(detector.clone(), pixels, valid)
+                .await
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            timings.queue_wait = output.queue_wait;
+            timings.embed = output.embed_time;
+            timings.batch_images = output.batch_images;
+            let started = std::time::Instant::now();
+            let judge = detector.clone();
+            judged = off_runtime(move || judge.judge(&output.embedded, threshold))
+                .await?
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            timings.lof = started.elapsed();
+        } else {
+            drop(ticket);
+        }
+
+        let mut judged = judged.into_iter();
+        let verdicts = ids
+            .into_iter()
+            .zip(prepared)
+            .map(|(id, prepared)| ImageVerdict {
+                id,
+                outcome: prepared.map(|()| judged.next().expect("one judgement per valid image")),
+            })
+            .collect();
+        Ok(Detection {
+            detector,
+            verdicts,
+            source,
+            timings,
+        })
+    }
+
+    fn admit(&self, count: usize) -> Result<OwnedSemaphorePermit, ServeError> {
+        self.admission
+            .clone()
+            .try_acquire_many_owned(count as u32)
+            .map_err(|_| ServeError::Overloaded {
+                requested: count,
+                available: self.admission.available_permits(),
+                capacity: self.capacity,
+            })
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> ServeError {
+    ServeError::InvalidArgument { field, message }
+}
+
+fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<f64, ServeError> {
+    let (field, value) = match spec {
+        ThresholdSpec::Default => return Ok(detector.default_threshold),
+        ThresholdSpec::Contamination(c) => ("threshold.contamination", c),
+        ThresholdSpec::FalseRejectionRate(r) => ("threshold.false_rejection_rate", r),
+    };
+    if !(value.is_finite() && value > 0.0 && value <= 0.5) {
+        return Err(invalid(field, format!("must be in (0, 0.5], got {value}")));
+    }
+    detector
+        .threshold(spec)
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
+type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
+
+/// Each image to the model's input; valid ones packed back to back.
+fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> Decoded {
+    let mut ids = Vec::with_capacity(images.len());
+    let mut outcomes = Vec::with_capacity(images.len());
+    let mut pixels = Vec::with_capacity(images.len() * spec.len());
+    for image in images {
+        ids.push(image.id);
+        let input = match &image.data {
+            None => Err(ImageError::Missing),
+            Some(ImageData::Raw {
+                width,
+                height,
+                channels,
+                pixels,
+            }) => Ok(ImageInput::Raw {
+                width: *width,
+                height: *height,
+                channels: *channels,
+                pixels,
+            }),
+            Some(ImageData::Encoded(bytes)) => Ok(ImageInput::Encoded(bytes)),
+        };
+        let prepared = input.and_then(|input| prepare(input, spec, limits));
+        outcomes.push(prepared.map(|values| pixels.extend_from_slice(&values)));
+    }
+    (ids, outcomes, pixels)
+}
+
+/// Runs CPU work on the rayon pool (bounded by the core count, unlike tokio's blocking
+/// pool) and waits for it without blocking the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServeError> {
+    let (tx, rx) = oneshot::channel();
+    rayon::spawn(move || {
+        // A panic must not abort the process (rayon's default): it fails this request.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = tx.send(result);
+    });
+    match rx.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(ServeError::Internal("a worker panicked".into())),
+        Err(_) => Err(ServeError::Internal("a worker went away".into())),
+    }
+}
+
+/// The request's `source`, reduced to a bounded set of labels so metrics stay small.
+pub struct SourceLabels {
+    allowed: Vec<String>,
+    max: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl SourceLabels {
+    pub const OTHER: &'static str = "other";
+    pub const NONE: &'static str = "none";
+
+    pub fn new(allowed: &[String], max: usize) -> Self {
+        Self {
+            allowed: allowed.to_vec(),
+            max,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn label(&self, source: &str) -> String {
+        if source.is_empty() {
+            return Self::NONE.into();
+        }
+        if !self.allowed.is_empty() {
+            return if self.allowed.iter().any(|a| a == source) {
+                source.into()
+            } else {
+                Self::OTHER.into()
+            };
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(source) {
+            return source.into();
+        }
+        // Labels are client-chosen: keep them short and never let their number grow.
+        if seen.len() < self.max && source.len() <= 64 {
+            seen.insert(source.to_owned());
+            return source.into();
+        }
+        Self::OTHER.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_labels_are_bounded() {
+        let open = SourceLabels::new(&[], 2);
+        assert_eq!(open.label(""), "none");
+        assert_eq!(open.label("a"), "a");
+        assert_eq!(open.label("b"), "b");
+        assert_eq!(open.label("c"), "other");
+        assert_eq!(open.label("a"), "a");
+        assert_eq!(open.label(&"x".repeat(65)), "other");
+
+        let listed = SourceLabels::new(&["mnist".into()], 2);
+        assert_eq!(listed.label("mnist"), "mnist");
+        assert_eq!(listed.label("fashion"), "other");
+    }
+
+    #[test]
+    fn decode_keeps_order_and_reports_bad_images() {
+        let spec = InputSpec {
+            layout: crate::preprocess::Layout::Nhwc,
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
+        let raw = |n: usize| ImageData::Raw {
+            width: 28,
+            height: 28,
+            channels: 1,
+            pixels: vec![7; n],
+        };
+        let images = vec![
+            ClientImage {
+                id: "ok1".into(),
+                data: Some(raw(784)),
+            },
+            ClientImage {
+                id: "short".into(),
+                data: Some(raw(100)),
+            },
+            ClientImage {
+                id: "none".into(),
+                data: None,
+            },
+            ClientImage {
+                id: "junk".into(),
+                data: Some(ImageData::Encoded(b"not an image".to_vec())),
+            },
+            ClientImage {
+                id: "ok2".into(),
+                data: Some(raw(784)),
+            },
+        ];
+        let (ids, outcomes, pixels) = decode(images, &spec, &Limits::default());
+        assert_eq!(ids, ["ok1", "short", "none", "junk", "ok2"]);
+        assert!(outcomes[0].is_ok() && outcomes[4].is_ok());
+        assert!(matches!(outcomes[1], Err(ImageError::PixelCount { .. })));
+        assert_eq!(outcomes[2], Err(ImageError::Missing));
+        assert_eq!(outcomes[3], Err(ImageError::UnknownEncoding));
+        assert_eq!(pixels.len(), 2 * 784);
+    }
+}
