@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local Python virtualenv with pinned packages.
 #   scripts/setup.sh runtime   ONNX Runtime's shared library only (what the service loads)
-#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest
+#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ fi
 stamp="$venv/.installed-$what"
 case "$what" in
   runtime) files=(requirements-runtime.txt train/constraints.txt) ;;
-  test) files=(requirements-runtime.txt train/requirements.txt train/constraints.txt) ;;
+  test) files=(requirements-runtime.txt train/requirements.txt tests/python/requirements.txt train/constraints.txt) ;;
   *) echo "setup: unknown target '$what' (runtime or test)" >&2; exit 2 ;;
 esac
 want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)

@@ -55,3 +55,104 @@ pub fn run(command: &mut Command) -> String {
     );
     stdout
 }
+
+/// A running `oodgate serve` on a free loopback port, killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The server's log (stderr), for failure messages.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server with the committed default model, the index cached under
+    /// `.cache/index` (built once per test binary), and `OODGATE_...` overrides;
+    /// returns once its log says it is ready (model and index loaded).
+    pub fn start(settings: &[(&str, &str)]) -> Self {
+        ensure_index();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("oodgate.log");
+        let mut command = Command::new(binary("oodgate"));
+        command
+            .current_dir(workspace())
+            .arg("serve")
+            .env("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0")
+            .env("OODGATE_LOG__FORMAT", "human")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (key, value) in settings {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start oodgate serve");
+        let mut server = Self {
+            child,
+            endpoint: String::new(),
+            log,
+            _dir: dir,
+        };
+        server.endpoint = format!(
+            "http://{}",
+            server.wait_for_log(|l| l.contains("gRPC listening"), "addr=")
+        );
+        server.wait_for_log(|l| l.ends_with("ready"), "");
+        server
+    }
+
+    /// Waits (up to 3 minutes) for a log line matching `line`; returns the text after
+    /// `field` on it, up to the next space.
+    fn wait_for_log(&mut self, line: impl Fn(&str) -> bool, field: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let text = self.log_text();
+            if let Some(found) = text.lines().find(|l| line(l)) {
+                let value = found.split(field).nth(1).unwrap_or("");
+                return value.split_whitespace().next().unwrap_or("").to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("oodgate serve exited ({status}) before it was ready:\n{text}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "oodgate serve not ready after 3 minutes:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        run(Command::new("kill").args(["-TERM", &pid]));
+        self.child.wait().expect("wait for oodgate")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the default model's index once per test binary, so concurrently starting
+/// servers find it instead of each building it.
+pub fn ensure_index() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let config = oodgate::config::Config::default();
+        let model = oodgate::model::ModelFiles::load(&workspace().join(&config.model.dir))
+            .expect("the default model");
+        let path = workspace().join(oodgate::detector::index_path(&config, &model));
+        if !path.is_file() {
+            run(Command::new(binary("oodgate"))
+                .current_dir(workspace())
+                .args(["index", "build"]));
+        }
+    });
+}
