@@ -11,10 +11,14 @@ OODGATE := target/release/oodgate
 # when the recipe runs (the venv may not exist when make starts). ORT_DYLIB_PATH wins.
 WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)}"
 
-.PHONY: run test setup setup-test build data fmt lint clean
+.PHONY: run replay test setup setup-test build data fmt lint clean
 
 run: setup data
 	$(WITH_ORT) $(OODGATE) serve
+
+# Against a running `make run`: the three test sets through the service.
+replay: build data
+	target/release/oodgate-replay --wait-seconds 120
 
 test: setup-test data
 	$(WITH_ORT) $(CARGO) test --release --workspace
