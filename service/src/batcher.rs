@@ -184,6 +184,7 @@ async fn run_batch(mut jobs: Vec<Job>) {
             .flat_map(|job| job.pixels.iter().copied())
             .collect()
     };
+    crate::metrics::record_batch(images);
     let started = Instant::now();
     let run = tokio::task::spawn_blocking({
         let detector = detector.clone();

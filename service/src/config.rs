@@ -64,6 +64,8 @@ pub struct IndexConfig {
 pub struct ServerConfig {
     /// host:port; port 0 picks a free port (the log says which).
     pub grpc_addr: String,
+    /// The HTTP side: /metrics, /healthz, /readyz.
+    pub http_addr: String,
     /// Largest number of images in one request.
     pub max_images_per_request: usize,
     /// Largest gRPC message, in bytes (requests over it get RESOURCE_EXHAUSTED).
@@ -128,6 +130,7 @@ impl Default for Config {
             },
             server: ServerConfig {
                 grpc_addr: "127.0.0.1:50051".into(),
+                http_addr: "127.0.0.1:8080".into(),
                 max_images_per_request: 1024,
                 max_message_bytes: 16 * 1024 * 1024,
                 stream_pipeline_depth: 4,
@@ -248,16 +251,13 @@ impl Config {
                 self.batching.queue_capacity, self.server.max_images_per_request
             ));
         }
-        if self
-            .server
-            .grpc_addr
-            .parse::<std::net::SocketAddr>()
-            .is_err()
-        {
-            return bad(format!(
-                "server.grpc_addr must be host:port, got {:?}",
-                self.server.grpc_addr
-            ));
+        for (name, addr) in [
+            ("server.grpc_addr", &self.server.grpc_addr),
+            ("server.http_addr", &self.server.http_addr),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!("{name} must be ip:port, got {addr:?}"));
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::detector::{Detector, ThresholdSpec};
+use crate::metrics;
 use crate::pipeline::{ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError};
 
 pub use oodgate_proto::v1::detector_server::DetectorServer;
@@ -55,6 +56,7 @@ impl DetectorRpc for DetectorService {
         request: Request<Streaming<v1::DetectRequest>>,
     ) -> Result<Response<VerdictStream>, Status> {
         if !self.pipeline.is_ready() {
+            metrics::record_request("DetectStream", tonic::Code::Unavailable);
             return Err(status(&ServeError::NotReady));
         }
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
@@ -74,20 +76,22 @@ impl DetectorRpc for DetectorService {
         &self,
         request: Request<v1::DetectRequest>,
     ) -> Result<Response<v1::DetectResponse>, Status> {
-        detect(&self.pipeline, request.into_inner())
-            .await
-            .map(Response::new)
+        let answer = detect(&self.pipeline, request.into_inner()).await;
+        metrics::record_request("Detect", code(&answer));
+        answer.map(Response::new)
     }
 
     async fn get_model_info(
         &self,
         _request: Request<v1::GetModelInfoRequest>,
     ) -> Result<Response<v1::ModelInfo>, Status> {
-        let detector = self
+        let answer = self
             .pipeline
             .detector()
-            .ok_or_else(|| status(&ServeError::NotReady))?;
-        Ok(Response::new(model_info(&detector)))
+            .map(|detector| model_info(&detector))
+            .ok_or_else(|| status(&ServeError::NotReady));
+        metrics::record_request("GetModelInfo", code(&answer));
+        answer.map(Response::new)
     }
 }
 
@@ -100,6 +104,7 @@ async fn relay(
     depth: usize,
 ) {
     tracing::debug!("stream opened");
+    let _open = metrics::OpenStream::new();
     let mut answers = inbound
         .map(|message| {
             let pipeline = pipeline.clone();
@@ -110,6 +115,7 @@ async fn relay(
     let mut end = "client finished";
     while let Some(answer) = answers.next().await {
         let failed = answer.as_ref().err().map(|s| s.code());
+        metrics::record_request("DetectStream", code(&answer));
         if let Ok(response) = &answer {
             requests += 1;
             images += response.verdicts.len() as u64;
@@ -137,6 +143,12 @@ async fn detect(
         .await
         .map_err(|e| status(&e))?;
     Ok(detect_response(detection))
+}
+
+fn code<T>(answer: &Result<T, Status>) -> tonic::Code {
+    answer
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok)
 }
 
 /// The one mapping from refusals to gRPC status codes.

@@ -9,6 +9,8 @@ pub mod detector;
 pub mod embed;
 pub mod eval;
 pub mod grpc;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;

@@ -54,6 +54,11 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Exit 0 if the URL answers 2xx (a container health check without curl).
+    Probe {
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
     /// Write the index's training embeddings and the test sets' embeddings as .npy files
     /// (for checking against scikit-learn).
     ExportEmbeddings {
@@ -115,6 +120,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_input_space,
             json,
         } => commands::eval(&config, models, k, limit, !no_input_space, json),
+        Command::Probe { url } => {
+            let agent = ureq::Agent::config_builder()
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .new_agent();
+            let response = agent.get(&url).call()?;
+            println!("{url}: {}", response.status());
+            Ok(())
+        }
         Command::ExportEmbeddings { out } => commands::export_embeddings(&config, &out),
         Command::Data {
             action: DataAction::Fetch,

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::batcher::{BatchSettings, Batcher};
 use crate::config::Config;
 use crate::detector::{Detector, Judgement, ThresholdSpec};
+use crate::metrics;
 use crate::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
 
 /// One image as a client sent it, already off the wire.
@@ -134,7 +135,20 @@ impl Pipeline {
         self.batcher.cancelled()
     }
 
+    /// Verdicts for one request, recorded in the metrics. A request dropped before it
+    /// finishes (its client went away) is counted as cancelled.
     pub async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
+        let started = std::time::Instant::now();
+        let unfinished = Unfinished;
+        let result = self.run(input).await;
+        std::mem::forget(unfinished);
+        if let Ok(detection) = &result {
+            metrics::record_detection(detection, started.elapsed());
+        }
+        result
+    }
+
+    async fn run(&self, input: DetectInput) -> Result<Detection, ServeError> {
         let detector = self.detector().ok_or(ServeError::NotReady)?;
         let count = input.images.len();
         if count == 0 {
@@ -201,15 +215,42 @@ impl Pipeline {
         })
     }
 
-    fn admit(&self, count: usize) -> Result<OwnedSemaphorePermit, ServeError> {
-        self.admission
+    fn admit(&self, count: usize) -> Result<Admitted, ServeError> {
+        let permit = self
+            .admission
             .clone()
             .try_acquire_many_owned(count as u32)
             .map_err(|_| ServeError::Overloaded {
                 requested: count,
                 available: self.admission.available_permits(),
                 capacity: self.capacity,
-            })
+            })?;
+        metrics::queue_changed(count as f64);
+        Ok(Admitted {
+            _permit: permit,
+            images: count,
+        })
+    }
+}
+
+/// Queue slots held by one request until it is answered or dropped.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    images: usize,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        metrics::queue_changed(-(self.images as f64));
+    }
+}
+
+/// Dropped only if the request's future is dropped before it finishes.
+struct Unfinished;
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        metrics::record_cancelled();
     }
 }
 

@@ -15,6 +15,8 @@ use tonic_health::server::HealthReporter;
 use crate::config::Config;
 use crate::detector::Detector;
 use crate::grpc::{DetectorServer, DetectorService};
+use crate::http::{self, HttpState};
+use crate::metrics;
 use crate::pipeline::Pipeline;
 
 /// The health service name clients check (`grpc.health.v1`), besides "" (the server).
@@ -23,6 +25,8 @@ pub const HEALTH_SERVICE: &str =
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
+    let metrics_handle = metrics::install()?;
+    metrics::spawn_upkeep(metrics_handle.clone());
     let pipeline = Arc::new(Pipeline::new(&config));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -48,7 +52,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });
-    let mut server = tokio::spawn(server);
+    let http_addr: SocketAddr = config.server.http_addr.parse()?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
+    tracing::info!(addr = %http_listener.local_addr()?, "HTTP listening");
+    let app = http::router(HttpState {
+        pipeline: pipeline.clone(),
+        metrics: metrics_handle,
+    });
+    let mut http_stop = stop_tx.subscribe();
+    let http = axum::serve(http_listener, app).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    });
+    // Both servers as one task: either failing ends the service.
+    let mut server = tokio::spawn(async move {
+        let (grpc, http) = tokio::join!(server, http.into_future());
+        grpc.context("gRPC server")?;
+        http.context("HTTP server")?;
+        anyhow::Ok(())
+    });
 
     let loading = tokio::task::spawn_blocking({
         let config = config.clone();
@@ -58,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         loaded = loading => {
             let detector = loaded.context("loading the model panicked")??;
             log_loaded(&detector);
+            metrics::set_loaded(&detector, &config);
             pipeline.set_detector(Arc::new(detector));
             set_health(&health, ServingStatus::Serving).await;
             tracing::info!("ready");
@@ -82,6 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     set_health(&health, ServingStatus::NotServing).await;
+    metrics::set_not_ready();
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     match tokio::time::timeout(grace, server).await {

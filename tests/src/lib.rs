@@ -59,8 +59,10 @@ pub fn run(command: &mut Command) -> String {
 /// A running `oodgate serve` on a free loopback port, killed when dropped.
 pub struct Server {
     child: std::process::Child,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` of the gRPC side.
     pub endpoint: String,
+    /// `127.0.0.1:<port>` of the HTTP side.
+    pub http: String,
     /// The server's log (stderr), for failure messages.
     pub log: PathBuf,
     _dir: tempfile::TempDir,
@@ -79,6 +81,7 @@ impl Server {
             .current_dir(workspace())
             .arg("serve")
             .env("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0")
+            .env("OODGATE_SERVER__HTTP_ADDR", "127.0.0.1:0")
             .env("OODGATE_LOG__FORMAT", "human")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
@@ -89,6 +92,7 @@ impl Server {
         let mut server = Self {
             child,
             endpoint: String::new(),
+            http: String::new(),
             log,
             _dir: dir,
         };
@@ -96,6 +100,7 @@ impl Server {
             "http://{}",
             server.wait_for_log(|l| l.contains("gRPC listening"), "addr=")
         );
+        server.http = server.wait_for_log(|l| l.contains("HTTP listening"), "addr=");
         server.wait_for_log(|l| l.ends_with("ready"), "");
         server
     }

@@ -433,3 +433,71 @@ fn python_grpcio_client_gets_verdicts() {
     println!("{printed}");
     assert!(printed.contains("python client: ok"), "{printed}");
 }
+
+/// The HTTP side: liveness, readiness and Prometheus metrics that count what was sent.
+#[test]
+fn http_side_serves_health_and_metrics() {
+    let server = Server::start(&[("OODGATE_SERVER__SOURCES", "mnist,fashion-mnist")]);
+    let get = |path: &str| {
+        let mut response = ureq::get(&format!("http://{}{path}", server.http))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.body_mut().read_to_string().unwrap()
+    };
+    assert_eq!(get("/healthz").trim(), "ok");
+    assert_eq!(get("/readyz").trim(), "ready");
+    let before = get("/metrics");
+    // Zero series for configured sources exist before any traffic (exact rate() later).
+    assert!(
+        before.contains(r#"oodgate_images_total{outcome="rejected",source="fashion-mnist"} 0"#),
+        "{before}"
+    );
+
+    let mut mnist = ReplaySet::load("mnist", &data()).unwrap();
+    mnist.truncate(300);
+    let sets = Arc::new(vec![mnist]);
+    let replay = runtime()
+        .block_on(oodgate_replay::replay(
+            &server.endpoint,
+            sets.clone(),
+            ReplayOptions::default(),
+        ))
+        .unwrap();
+    let summary = Summary::new(&replay, &sets, None);
+    let metrics = get("/metrics");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    let accepted = summary.sets[0].accepted as f64;
+    assert_eq!(
+        value(r#"oodgate_images_total{outcome="classified",source="mnist"}"#),
+        accepted
+    );
+    assert_eq!(
+        value(r#"oodgate_images_total{outcome="rejected",source="mnist"}"#),
+        300.0 - accepted
+    );
+    assert_eq!(value("oodgate_image_duration_seconds_count"), 300.0);
+    assert_eq!(value("oodgate_batch_images_sum"), 300.0);
+    assert_eq!(value("oodgate_ready"), 1.0);
+    assert_eq!(value("oodgate_streams_active"), 0.0);
+    assert!(value(r#"oodgate_requests_total{method="DetectStream",code="OK"}"#) >= 5.0);
+    for stage in ["preprocess", "queue", "embed", "lof"] {
+        assert!(
+            value(&format!(
+                r#"oodgate_stage_duration_seconds_count{{stage="{stage}"}}"#
+            )) >= 5.0
+        );
+    }
+    assert!(
+        metrics.contains("oodgate_model_info{model=\"mnist-l2\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE oodgate_lof_decision histogram"),
+        "{metrics}"
+    );
+}
