@@ -24,6 +24,20 @@ case "$what" in
   test) files=(requirements-runtime.txt train/requirements.txt tests/python/requirements.txt train/constraints.txt) ;;
   *) echo "setup: unknown target '$what' (runtime or test)" >&2; exit 2 ;;
 esac
+# Debian packages the tests use: Prometheus and promtool, yamllint.
+if [ "$what" = test ]; then
+  missing=()
+  for tool in prometheus:prometheus promtool:prometheus yamllint:yamllint; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+    echo "setup: installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
 want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: Python packages for '$what' are up to date"

@@ -49,6 +49,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     gauge!(READY).set(0.0);
     gauge!(STREAMS_ACTIVE).set(0.0);
     gauge!(QUEUE_IMAGES).set(0.0);
+    counter!(STREAMS).absolute(0);
+    counter!(CANCELLED).absolute(0);
     Ok(handle)
 }
 
