@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use oodgate_datasets::DataDir;
+use oodgate_replay::replay::{ClientTls, Target};
 use oodgate_replay::{ReplayOptions, ReplaySet, Summary, Threshold};
 
 #[derive(Parser)]
@@ -23,6 +25,20 @@ struct Cli {
     /// Server address.
     #[arg(long, env = "OODGATE_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// PEM CA certificate of the server (TLS; use an https:// address).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that require one (mTLS).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Server name to check its certificate against (default: the address's host).
+    #[arg(long)]
+    tls_domain: Option<String>,
+    /// Bearer token, if the server requires one.
+    #[arg(long, env = "OODGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Concurrent streams.
     #[arg(long, default_value_t = 4)]
     streams: usize,
@@ -71,8 +87,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         sets.push(set);
     }
+    let read = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let tls = match &cli.ca {
+        Some(ca) => Some(ClientTls {
+            ca: read(ca)?,
+            identity: match (&cli.cert, &cli.key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+            domain: cli.tls_domain.clone(),
+        }),
+        None => None,
+    };
+    let target = Target {
+        endpoint: cli.addr.clone(),
+        tls,
+        token: cli.token.clone(),
+    };
     if cli.wait_seconds > 0 {
-        oodgate_replay::wait_until_serving(&cli.addr, Duration::from_secs(cli.wait_seconds))
+        oodgate_replay::wait_until_serving(target.clone(), Duration::from_secs(cli.wait_seconds))
             .await?;
     }
     let options = ReplayOptions {
@@ -88,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         progress: !cli.quiet,
     };
     let sets = Arc::new(sets);
-    let replay = oodgate_replay::replay(&cli.addr, sets.clone(), options).await?;
+    let replay = oodgate_replay::replay(target, sets.clone(), options).await?;
     let summary = Summary::new(&replay, &sets, cli.reference.as_deref());
     match &cli.json {
         Some(path) if path.as_os_str() == "-" => {

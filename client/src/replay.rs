@@ -10,6 +10,7 @@ use oodgate_proto::v1;
 use oodgate_proto::v1::detector_client::DetectorClient;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::sets::ReplaySet;
@@ -91,43 +92,137 @@ pub struct Replay {
     pub options: ReplayOptions,
 }
 
+/// Where the server is and how to reach it: plaintext or TLS (optionally with a client
+/// certificate), with or without a bearer token.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// `http://host:port`, or `https://host:port` with TLS.
+    pub endpoint: String,
+    pub tls: Option<ClientTls>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate that signed the server's certificate.
+    pub ca: Vec<u8>,
+    /// PEM client certificate and key, for servers that require one (mTLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name to check the server's certificate against (default: the endpoint's host).
+    pub domain: Option<String>,
+}
+
+impl From<&str> for Target {
+    fn from(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&String> for Target {
+    fn from(endpoint: &String) -> Self {
+        Self::from(endpoint.as_str())
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Client = DetectorClient<InterceptedService<Channel, Bearer>>;
+
+impl Target {
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let endpoint = &self.endpoint;
+        let mut builder = Channel::from_shared(endpoint.clone())
+            .with_context(|| format!("bad server address {endpoint:?}"))?;
+        if let Some(tls) = &self.tls {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            builder = builder.tls_config(config).context("client TLS")?;
+        }
+        builder
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {endpoint}"))
+    }
+
+    pub fn bearer(&self) -> anyhow::Result<Bearer> {
+        let value = match &self.token {
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse()
+                    .context("the token must be printable ASCII")?,
+            ),
+            None => None,
+        };
+        Ok(Bearer(value))
+    }
+}
+
 /// Connects with message limits large enough for big batches.
-pub async fn connect(endpoint: &str) -> anyhow::Result<DetectorClient<Channel>> {
-    let channel = Channel::from_shared(endpoint.to_owned())
-        .with_context(|| format!("bad server address {endpoint:?}"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {endpoint}"))?;
-    Ok(DetectorClient::new(channel)
+pub async fn connect(target: impl Into<Target>) -> anyhow::Result<Client> {
+    let target = target.into();
+    let channel = target.channel().await?;
+    Ok(DetectorClient::with_interceptor(channel, target.bearer()?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// Waits until the server's gRPC health check says SERVING (the model and index are
 /// loaded), polling for at most `timeout`.
-pub async fn wait_until_serving(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_until_serving(
+    target: impl Into<Target>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+    let target = target.into();
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
-        if let Ok(channel) = Channel::from_shared(endpoint.to_owned())?.connect().await {
-            let mut health = HealthClient::new(channel);
-            match health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            {
-                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
-                Ok(r) => last = format!("status {:?}", r.get_ref().status()),
-                Err(e) => last = e.to_string(),
+        match target.channel().await {
+            Ok(channel) => {
+                let mut health = HealthClient::with_interceptor(channel, target.bearer()?);
+                match health
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                {
+                    Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
+                    Ok(r) => last = format!("status {:?}", r.get_ref().status()),
+                    Err(e) => last = e.to_string(),
+                }
             }
+            Err(e) => last = format!("{e:#}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("{endpoint} not SERVING after {timeout:?} ({last})")
+    bail!("{} not SERVING after {timeout:?} ({last})", target.endpoint)
 }
 
 /// The request for images `range` of one set.
@@ -224,14 +319,14 @@ struct StreamResult {
 /// Sends every image of `sets` and collects the verdicts. Fails if the server ends a
 /// stream with an error, or answers out of order or incompletely.
 pub async fn replay(
-    endpoint: &str,
+    target: impl Into<Target>,
     sets: Arc<Vec<ReplaySet>>,
     options: ReplayOptions,
 ) -> anyhow::Result<Replay> {
     if options.streams == 0 || options.batch_size == 0 || options.window == 0 {
         bail!("streams, batch size and window must be at least 1");
     }
-    let mut client = connect(endpoint).await?;
+    let mut client = connect(target).await?;
     let model = client
         .get_model_info(v1::GetModelInfoRequest {})
         .await
@@ -314,7 +409,7 @@ pub async fn replay(
 }
 
 async fn run_stream(
-    mut client: DetectorClient<Channel>,
+    mut client: Client,
     sets: Arc<Vec<ReplaySet>>,
     batches: Arc<Vec<Batch>>,
     next: Arc<AtomicUsize>,
@@ -372,7 +467,7 @@ async fn run_stream(
 
 /// The receiving half: checks each response against the request it answers.
 async fn receive(
-    client: &mut DetectorClient<Channel>,
+    client: &mut Client,
     outbound: mpsc::Receiver<v1::DetectRequest>,
     sent_rx: &mut mpsc::UnboundedReceiver<(Batch, Instant)>,
     sets: &[ReplaySet],

@@ -14,7 +14,40 @@ pub struct Config {
     pub index: IndexConfig,
     pub server: ServerConfig,
     pub batching: BatchingConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// TLS for both sides (rustls). All empty: plaintext.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain and private key of the server.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
+    }
+}
+
+/// Optional bearer-token authentication for gRPC and HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token clients send as `authorization: Bearer <token>`; empty: no auth.
+    /// A secret: never logged.
+    pub token: String,
+    /// Or a file holding it (first line), e.g. a mounted Kubernetes secret.
+    pub token_file: PathBuf,
+    /// Whether health (gRPC health, /healthz, /readyz) and /metrics need the token too.
+    pub protect_health: bool,
+    pub protect_metrics: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +113,12 @@ pub struct ServerConfig {
     #[serde(default)]
     pub sources: Vec<String>,
     pub max_sources: usize,
+    /// DetectStream calls open at once, server-wide (also HTTP/2's per-connection limit);
+    /// past it, RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
+    /// Longest time one request (one batch) may take; 0: no limit. Clients' own
+    /// deadlines (grpc-timeout) apply too.
+    pub request_timeout_seconds: f64,
 }
 
 /// Dynamic batching: images from all requests are merged into model runs.
@@ -137,12 +176,16 @@ impl Default for Config {
                 shutdown_grace_seconds: 30,
                 sources: Vec::new(),
                 max_sources: 32,
+                max_streams: 1024,
+                request_timeout_seconds: 30.0,
             },
             batching: BatchingConfig {
                 max_batch_size: 256,
                 max_wait_micros: 2000,
                 queue_capacity: 8192,
             },
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig {
                 format: LogFormat::Human,
                 level: "info".into(),
@@ -160,6 +203,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The configuration as it may be logged: secrets replaced.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        if !shown.auth.token.is_empty() {
+            shown.auth.token = "<redacted>".into();
+        }
+        shown
+    }
+
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let defaults = config::Config::try_from(&Config::default())?;
@@ -250,6 +302,24 @@ impl Config {
                 "batching.queue_capacity ({}) must be at least server.max_images_per_request ({})",
                 self.batching.queue_capacity, self.server.max_images_per_request
             ));
+        }
+        if !(self.server.request_timeout_seconds.is_finite()
+            && self.server.request_timeout_seconds >= 0.0)
+        {
+            return bad(format!(
+                "server.request_timeout_seconds must be 0 or more, got {}",
+                self.server.request_timeout_seconds
+            ));
+        }
+        let tls = &self.tls;
+        if tls.enabled() == tls.key.as_os_str().is_empty() {
+            return bad("tls.cert and tls.key must be set together".into());
+        }
+        if !tls.enabled() && !tls.client_ca.as_os_str().is_empty() {
+            return bad("tls.client_ca needs tls.cert and tls.key".into());
+        }
+        if !self.auth.token.is_empty() && !self.auth.token_file.as_os_str().is_empty() {
+            return bad("set auth.token or auth.token_file, not both".into());
         }
         for (name, addr) in [
             ("server.grpc_addr", &self.server.grpc_addr),

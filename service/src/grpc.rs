@@ -17,8 +17,12 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::detector::{Detector, ThresholdSpec};
 use crate::metrics;
-use crate::pipeline::{ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError};
+use crate::pipeline::{
+    ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError, StreamSlot,
+};
+use crate::reload::Reloader;
 
+pub use oodgate_proto::v1::admin_server::AdminServer;
 pub use oodgate_proto::v1::detector_server::DetectorServer;
 
 pub struct DetectorService {
@@ -55,10 +59,20 @@ impl DetectorRpc for DetectorService {
         &self,
         request: Request<Streaming<v1::DetectRequest>>,
     ) -> Result<Response<VerdictStream>, Status> {
-        if !self.pipeline.is_ready() {
-            metrics::record_request("DetectStream", tonic::Code::Unavailable);
-            return Err(status(&ServeError::NotReady));
-        }
+        // The stream keeps this model to its end, across reloads.
+        let opened = self
+            .pipeline
+            .detector()
+            .ok_or(ServeError::NotReady)
+            .and_then(|detector| Ok((detector, self.pipeline.open_stream()?)));
+        let (detector, slot) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                let status = status(&e);
+                metrics::record_request("DetectStream", status.code());
+                return Err(status);
+            }
+        };
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let peer = request
             .remote_addr()
@@ -67,7 +81,15 @@ impl DetectorRpc for DetectorService {
         let span = tracing::info_span!("stream", id, %peer);
         let (tx, rx) = mpsc::channel(self.depth);
         tokio::spawn(
-            relay(self.pipeline.clone(), request.into_inner(), tx, self.depth).instrument(span),
+            relay(
+                self.pipeline.clone(),
+                detector,
+                slot,
+                request.into_inner(),
+                tx,
+                self.depth,
+            )
+            .instrument(span),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -76,7 +98,10 @@ impl DetectorRpc for DetectorService {
         &self,
         request: Request<v1::DetectRequest>,
     ) -> Result<Response<v1::DetectResponse>, Status> {
-        let answer = detect(&self.pipeline, request.into_inner()).await;
+        let answer = match self.pipeline.detector() {
+            Some(detector) => detect(&self.pipeline, detector, request.into_inner()).await,
+            None => Err(status(&ServeError::NotReady)),
+        };
         metrics::record_request("Detect", code(&answer));
         answer.map(Response::new)
     }
@@ -99,6 +124,8 @@ impl DetectorRpc for DetectorService {
 /// client closes its side, goes away, or a request is refused (its status ends the stream).
 async fn relay(
     pipeline: Arc<Pipeline>,
+    detector: Arc<Detector>,
+    _slot: StreamSlot,
     inbound: Streaming<v1::DetectRequest>,
     tx: mpsc::Sender<Result<v1::DetectResponse, Status>>,
     depth: usize,
@@ -108,7 +135,8 @@ async fn relay(
     let mut answers = inbound
         .map(|message| {
             let pipeline = pipeline.clone();
-            async move { detect(&pipeline, message?).await }
+            let detector = detector.clone();
+            async move { detect(&pipeline, detector, message?).await }
         })
         .buffered(depth);
     let (mut requests, mut images) = (0u64, 0u64);
@@ -136,10 +164,11 @@ async fn relay(
 
 async fn detect(
     pipeline: &Pipeline,
+    detector: Arc<Detector>,
     request: v1::DetectRequest,
 ) -> Result<v1::DetectResponse, Status> {
     let detection = pipeline
-        .detect(detect_input(request))
+        .detect_on(detector, detect_input(request))
         .await
         .map_err(|e| status(&e))?;
     Ok(detect_response(detection))
@@ -158,6 +187,8 @@ pub fn status(error: &ServeError) -> Status {
         ServeError::InvalidArgument { .. } => Status::invalid_argument(message),
         ServeError::Overloaded { .. } => Status::resource_exhausted(message),
         ServeError::NotReady => Status::unavailable(message),
+        ServeError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+        ServeError::TooManyStreams { .. } => Status::resource_exhausted(message),
         ServeError::Internal(_) => {
             tracing::error!(%message, "request failed");
             Status::internal(message)
@@ -273,5 +304,36 @@ pub fn model_info(detector: &Detector) -> v1::ModelInfo {
             oodgate_lof::index::SearchMode::Exact => "exact".into(),
             oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw".into(),
         },
+    }
+}
+
+/// `oodgate.v1.Admin`: hot reload.
+pub struct AdminService {
+    reloader: Arc<Reloader>,
+}
+
+impl AdminService {
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        Self { reloader }
+    }
+}
+
+#[tonic::async_trait]
+impl oodgate_proto::v1::admin_server::Admin for AdminService {
+    async fn reload(
+        &self,
+        request: Request<v1::ReloadRequest>,
+    ) -> Result<Response<v1::ReloadResponse>, Status> {
+        let dir = request.into_inner().model_dir;
+        let dir = (!dir.is_empty()).then(|| std::path::PathBuf::from(dir));
+        match self.reloader.reload(dir).await {
+            Ok(reloaded) => Ok(Response::new(v1::ReloadResponse {
+                model: Some(model_info(&reloaded.detector)),
+                seconds: reloaded.seconds,
+            })),
+            Err(e) => Err(Status::failed_precondition(format!(
+                "reload failed, the current model keeps serving: {e:#}"
+            ))),
+        }
     }
 }

@@ -14,5 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod reload;
 pub mod runtime;
+pub mod security;
 pub mod serve;

@@ -98,8 +98,8 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn serve(config: &Config) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(oodgate::serve::run(config.clone()))
+fn serve(config: &Config, file: Option<PathBuf>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(oodgate::serve::run(config.clone(), file))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -107,8 +107,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config);
     match cli.command {
         Command::Serve => {
-            tracing::info!(config = %serde_json::to_string(&config)?, "effective configuration");
-            serve(&config)
+            tracing::info!(config = %serde_json::to_string(&config.redacted())?, "effective configuration");
+            serve(&config, cli.config)
         }
         Command::Index {
             action: IndexAction::Build { out },

@@ -25,6 +25,8 @@ pub const LOF_DECISION: &str = "oodgate_lof_decision";
 pub const QUEUE_IMAGES: &str = "oodgate_queue_images";
 pub const READY: &str = "oodgate_ready";
 pub const MODEL_INFO: &str = "oodgate_model_info";
+pub const UNAUTHENTICATED: &str = "oodgate_unauthenticated_total";
+pub const RELOADS: &str = "oodgate_reloads_total";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -51,6 +53,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     gauge!(QUEUE_IMAGES).set(0.0);
     counter!(STREAMS).absolute(0);
     counter!(CANCELLED).absolute(0);
+    counter!(UNAUTHENTICATED).absolute(0);
+    for result in ["ok", "error"] {
+        counter!(RELOADS, "result" => result).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -110,10 +116,10 @@ pub fn spawn_upkeep(handle: PrometheusHandle) {
     });
 }
 
-pub fn set_loaded(detector: &Detector, config: &Config) {
-    let search = match config.index.search {
-        crate::config::SearchMode::Exact => "exact",
-        crate::config::SearchMode::Hnsw => "hnsw",
+fn model_info(detector: &Detector) -> metrics::Gauge {
+    let search = match detector.search {
+        oodgate_lof::index::SearchMode::Exact => "exact",
+        oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw",
     };
     gauge!(
         MODEL_INFO,
@@ -124,7 +130,23 @@ pub fn set_loaded(detector: &Detector, config: &Config) {
         "contamination" => detector.default_contamination.to_string(),
         "search" => search,
     )
-    .set(1.0);
+}
+
+/// After a reload: the old model's info series drops to 0.
+pub fn set_unloaded(detector: &Detector) {
+    model_info(detector).set(0.0);
+}
+
+pub fn record_reload(ok: bool) {
+    counter!(RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+pub fn record_unauthenticated() {
+    counter!(UNAUTHENTICATED).increment(1);
+}
+
+pub fn set_loaded(detector: &Detector, config: &Config) {
+    model_info(detector).set(1.0);
     // Series that exist from the first scrape make rate() exact from the start.
     let mut sources = config.server.sources.clone();
     if !sources.is_empty() {

@@ -85,6 +85,10 @@ pub enum ServeError {
     },
     #[error("the model and index are still loading")]
     NotReady,
+    #[error("the request took longer than {0:?}")]
+    DeadlineExceeded(Duration),
+    #[error("{open} streams are open, the limit is {max}; retry later")]
+    TooManyStreams { open: usize, max: usize },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -98,7 +102,14 @@ pub struct Pipeline {
     max_images: usize,
     limits: Limits,
     sources: SourceLabels,
+    timeout: Option<Duration>,
+    /// One permit per open DetectStream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
+
+/// Held while a stream is open.
+pub struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Pipeline {
     /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
@@ -115,6 +126,10 @@ impl Pipeline {
             max_images: config.server.max_images_per_request,
             limits: Limits::default(),
             sources: SourceLabels::new(&config.server.sources, config.server.max_sources),
+            timeout: (config.server.request_timeout_seconds > 0.0)
+                .then(|| Duration::from_secs_f64(config.server.request_timeout_seconds)),
+            streams: Arc::new(Semaphore::new(config.server.max_streams)),
+            max_streams: config.server.max_streams,
         }
     }
 
@@ -135,12 +150,40 @@ impl Pipeline {
         self.batcher.cancelled()
     }
 
-    /// Verdicts for one request, recorded in the metrics. A request dropped before it
-    /// finishes (its client went away) is counted as cancelled.
+    /// A slot for one more open stream, or RESOURCE_EXHAUSTED past `server.max_streams`.
+    pub fn open_stream(&self) -> Result<StreamSlot, ServeError> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map(StreamSlot)
+            .map_err(|_| ServeError::TooManyStreams {
+                open: self.max_streams - self.streams.available_permits(),
+                max: self.max_streams,
+            })
+    }
+
+    /// Verdicts for one request on the current model.
     pub async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
+        let detector = self.detector().ok_or(ServeError::NotReady)?;
+        self.detect_on(detector, input).await
+    }
+
+    /// Verdicts for one request on a given model (a stream keeps the one it started
+    /// with across reloads), recorded in the metrics. A request dropped before it
+    /// finishes (its client went away) is counted as cancelled.
+    pub async fn detect_on(
+        &self,
+        detector: Arc<Detector>,
+        input: DetectInput,
+    ) -> Result<Detection, ServeError> {
         let started = std::time::Instant::now();
         let unfinished = Unfinished;
-        let result = self.run(input).await;
+        let result = match self.timeout {
+            Some(limit) => tokio::time::timeout(limit, self.run(detector, input))
+                .await
+                .unwrap_or(Err(ServeError::DeadlineExceeded(limit))),
+            None => self.run(detector, input).await,
+        };
         std::mem::forget(unfinished);
         if let Ok(detection) = &result {
             metrics::record_detection(detection, started.elapsed());
@@ -148,8 +191,11 @@ impl Pipeline {
         result
     }
 
-    async fn run(&self, input: DetectInput) -> Result<Detection, ServeError> {
-        let detector = self.detector().ok_or(ServeError::NotReady)?;
+    async fn run(
+        &self,
+        detector: Arc<Detector>,
+        input: DetectInput,
+    ) -> Result<Detection, ServeError> {
         let count = input.images.len();
         if count == 0 {
             return Err(invalid("images", "the batch is empty".into()));
