@@ -57,10 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {http_addr}"))?;
     tracing::info!(addr = %http_listener.local_addr()?, "HTTP listening");
-    let app = http::router(HttpState {
-        pipeline: pipeline.clone(),
-        metrics: metrics_handle,
-    });
+    let app = http::router(HttpState::new(pipeline.clone(), metrics_handle, &config));
     let mut http_stop = stop_tx.subscribe();
     let http = axum::serve(http_listener, app).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
