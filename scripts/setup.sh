@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local Python virtualenv with pinned packages.
 #   scripts/setup.sh runtime   ONNX Runtime's shared library only (what the service loads)
-#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools
+#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools,
+#                              and the browser test's Chromium (apt) and playwright-core (npm ci)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,41 @@ if ! command -v cargo >/dev/null; then
 fi
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
+fi
+
+# The demo page's browser test (tests/browser): Debian's chromium, installed only when
+# missing, and the pinned playwright-core, installed only when the lock file changed.
+browser_tools() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "setup: installing chromium (apt-get) for the browser test"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup: node and npm not found; install Node.js 20 or later for the browser test" >&2
+    exit 1
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "setup: Node.js $(node --version) is too old for playwright-core; install 20 or later" >&2
+    exit 1
+  fi
+  local npm_stamp=tests/browser/node_modules/.installed-lock
+  local npm_want
+  npm_want=$(cat tests/browser/package.json tests/browser/package-lock.json | sha256sum | cut -d' ' -f1)
+  if [ -f "$npm_stamp" ] && [ "$(cat "$npm_stamp")" = "$npm_want" ]; then
+    echo "setup: browser test packages are up to date"
+  else
+    npm ci --prefix tests/browser --no-audit --no-fund
+    echo "$npm_want" > "$npm_stamp"
+    echo "setup: browser test packages installed in tests/browser/node_modules"
+  fi
+}
+if [ "$what" = test ]; then
+  browser_tools
 fi
 
 # Reinstall only when the requirement files changed since the last successful run.
