@@ -181,10 +181,21 @@ pub fn grpc_code(status: StatusCode) -> tonic::Code {
 /// over the limit) answered as JSON errors.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<HttpState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &HttpState) -> Result<Self, ApiError> {
+        // A declared length over the limit is refused before reading the body, so a
+        // client that sent `Expect: 100-continue` (curl does for large bodies) is spared
+        // the upload and reliably gets the answer.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+            return Err(too_large());
+        }
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -203,11 +214,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     };
     let message = match &rejection {
         JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            "request body over the limit (server.max_message_bytes)".to_owned()
+            return too_large();
         }
         other => other.body_text(),
     };
     ApiError::new(status, message)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body over the limit (server.max_message_bytes)",
+    )
 }
 
 // ---- POST /v1/detect -------------------------------------------------------------
