@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local Python virtualenv with pinned packages.
 #   scripts/setup.sh runtime   ONNX Runtime's shared library only (what the service loads)
-#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools
+#   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools,
+#                              and the browser test's Chromium (apt) and playwright-core (npm ci)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,50 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
+# Debian packages the tests use, installed only when missing: chromium (the demo page's
+# browser test), prometheus and promtool (deploy/ checks), yamllint.
+debian_packages() {
+  local missing=()
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v yamllint >/dev/null || missing+=(yamllint)
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    echo "setup: installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The browser test's pinned playwright-core, installed only when the lock file changed.
+browser_tools() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup: node and npm not found; install Node.js 20 or later for the browser test" >&2
+    exit 1
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "setup: Node.js $(node --version) is too old for playwright-core; install 20 or later" >&2
+    exit 1
+  fi
+  local npm_stamp=tests/browser/node_modules/.installed-lock
+  local npm_want
+  npm_want=$(cat tests/browser/package.json tests/browser/package-lock.json | sha256sum | cut -d' ' -f1)
+  if [ -f "$npm_stamp" ] && [ "$(cat "$npm_stamp")" = "$npm_want" ]; then
+    echo "setup: browser test packages are up to date"
+  else
+    npm ci --prefix tests/browser --no-audit --no-fund
+    echo "$npm_want" > "$npm_stamp"
+    echo "setup: browser test packages installed in tests/browser/node_modules"
+  fi
+}
+if [ "$what" = test ]; then
+  debian_packages
+  browser_tools
+fi
+
 # Reinstall only when the requirement files changed since the last successful run.
 stamp="$venv/.installed-$what"
 case "$what" in
@@ -24,20 +69,6 @@ case "$what" in
   test) files=(requirements-runtime.txt train/requirements.txt tests/python/requirements.txt train/constraints.txt) ;;
   *) echo "setup: unknown target '$what' (runtime or test)" >&2; exit 2 ;;
 esac
-# Debian packages the tests use: Prometheus and promtool, yamllint.
-if [ "$what" = test ]; then
-  missing=()
-  for tool in prometheus:prometheus promtool:prometheus yamllint:yamllint; do
-    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-    echo "setup: installing Debian packages: ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-fi
-
 want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: Python packages for '$what' are up to date"

@@ -225,6 +225,7 @@ fn detect_input(request: v1::DetectRequest) -> DetectInput {
         images,
         threshold,
         source: request.source,
+        return_inputs: false,
     }
 }
 

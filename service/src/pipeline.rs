@@ -38,6 +38,8 @@ pub struct DetectInput {
     pub images: Vec<ClientImage>,
     pub threshold: ThresholdSpec,
     pub source: String,
+    /// Also return the model input each valid image became (the HTTP demo shows it).
+    pub return_inputs: bool,
 }
 
 /// The answer for one request: a verdict per image, in request order.
@@ -48,6 +50,9 @@ pub struct Detection {
     /// The request's source, reduced to the bounded set of metric labels.
     pub source: String,
     pub timings: Timings,
+    /// With [`DetectInput::return_inputs`]: per image, in request order, the model input
+    /// it became (`detector.embedder.input` floats in [0, 1]), `None` for an image error.
+    pub inputs: Option<Vec<Option<Vec<f32>>>>,
 }
 
 #[derive(Debug)]
@@ -211,6 +216,7 @@ impl Pipeline {
         }
         let threshold = threshold(&detector, input.threshold)?;
         let source = self.sources.label(&input.source);
+        let return_inputs = input.return_inputs;
         let _permit = self.admit(count)?;
         let ticket = self.batcher.announce(count);
 
@@ -224,6 +230,7 @@ impl Pipeline {
             ..Timings::default()
         };
 
+        let inputs = return_inputs.then(|| split_inputs(&prepared, &pixels, spec.len()));
         let valid = prepared.iter().filter(|p| p.is_ok()).count();
         let mut judged = Vec::new();
         if valid > 0 {
@@ -258,6 +265,7 @@ impl Pipeline {
             verdicts,
             source,
             timings,
+            inputs,
         })
     }
 
@@ -346,6 +354,23 @@ fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> Decode
         outcomes.push(prepared.map(|values| pixels.extend_from_slice(&values)));
     }
     (ids, outcomes, pixels)
+}
+
+/// The packed inputs of the valid images, back to one entry per image.
+fn split_inputs(
+    prepared: &[Result<(), ImageError>],
+    pixels: &[f32],
+    len: usize,
+) -> Vec<Option<Vec<f32>>> {
+    let mut chunks = pixels.chunks(len);
+    prepared
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .ok()
+                .and_then(|()| chunks.next().map(<[f32]>::to_vec))
+        })
+        .collect()
 }
 
 /// Runs CPU work on the rayon pool (bounded by the core count, unlike tokio's blocking
@@ -471,5 +496,12 @@ mod tests {
         assert_eq!(outcomes[2], Err(ImageError::Missing));
         assert_eq!(outcomes[3], Err(ImageError::UnknownEncoding));
         assert_eq!(pixels.len(), 2 * 784);
+
+        let inputs = split_inputs(&outcomes, &pixels, 784);
+        assert_eq!(inputs.len(), 5);
+        assert!(inputs[1..4].iter().all(Option::is_none));
+        for i in [0, 4] {
+            assert_eq!(inputs[i].as_deref(), Some(&[7.0f32 / 255.0; 784][..]));
+        }
     }
 }

@@ -88,15 +88,16 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
         .with_context(|| format!("cannot listen on {http_addr}"))?;
     http_listener.set_nonblocking(true)?;
     tracing::info!(addr = %http_listener.local_addr()?, tls = tls.is_some(), "HTTP listening");
-    let app = http::router(HttpState {
-        pipeline: pipeline.clone(),
-        metrics: metrics_handle,
-        auth: HttpAuth {
+    let app = http::router(HttpState::new(
+        pipeline.clone(),
+        metrics_handle,
+        &config,
+        HttpAuth {
             api: token.clone(),
             health: guard(config.auth.protect_health),
             metrics: guard(config.auth.protect_metrics),
         },
-    });
+    ));
     let http_handle = axum_server::Handle::new();
     let http = {
         let handle = http_handle.clone();

@@ -1,0 +1,91 @@
+//! The demo page in a real browser: `tests/browser/demo.mjs` drives headless Chromium
+//! (Debian's `chromium`, through the npm package `playwright-core`, kept off the
+//! network) against the real `oodgate serve`: it draws a 1, a 7, a 0 and two shapes that
+//! are not digits and checks the answers. Screenshots go to `target/browser-artifacts/`.
+//!
+//! Missing node, Chromium or `tests/browser/node_modules` fail this test: run
+//! `scripts/setup.sh test` (make test does).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oodgate_e2e::{Server, workspace};
+
+/// A program on PATH, or a clear failure.
+fn program(name: &str, hint: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found on PATH: {hint}"))
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "no Chromium at {}: run `scripts/setup.sh test` (it runs `apt-get install chromium`) or set CHROMIUM",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn demo_page_answers_drawings_in_a_browser() {
+    let node = program(
+        "node",
+        "install Node.js 20 or later (apt-get install nodejs)",
+    );
+    let chromium = chromium();
+    let browser_dir = workspace().join("tests/browser");
+    assert!(
+        browser_dir
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "{} has no node_modules/playwright-core: run `scripts/setup.sh test` (npm ci --prefix tests/browser)",
+        browser_dir.display()
+    );
+    let out = workspace().join("target/browser-artifacts");
+    let _ = std::fs::remove_dir_all(&out);
+
+    let server = Server::start(&[]);
+    let url = format!("http://{}/", server.http);
+    let output = Command::new(&node)
+        .arg(browser_dir.join("demo.mjs"))
+        .arg("--url")
+        .arg(&url)
+        .arg("--out")
+        .arg(&out)
+        .arg("--chromium")
+        .arg(&chromium)
+        .current_dir(&browser_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", node.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}); screenshots in {}\n{stdout}\n{stderr}\nserver log:\n{}",
+        output.status,
+        out.display(),
+        server.log_text()
+    );
+    for case in [
+        "digit-1",
+        "digit-7",
+        "digit-0",
+        "not-digit-square",
+        "not-digit-x",
+    ] {
+        let shot = out.join(format!("{case}.png"));
+        assert!(is_png(&shot), "no screenshot {}", shot.display());
+    }
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
