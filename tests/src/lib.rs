@@ -161,3 +161,161 @@ pub fn ensure_index() {
         }
     });
 }
+
+// ---- Helpers for the reliability tests (bad_input, streams_proptest, startup_errors,
+// ---- overload_cancel_shutdown, soak).
+
+impl Server {
+    /// The server's process id (for /proc/<pid>/status and signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM without waiting (the server keeps its handle; see [`Server::wait_exit`]).
+    pub fn send_sigterm(&self) {
+        run(Command::new("kill").args(["-TERM", &self.pid().to_string()]));
+    }
+
+    /// Waits at most `timeout` for the process to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// GET `path` on the HTTP side; the body (panics on a transport error or non-2xx).
+    pub fn http_get(&self, path: &str) -> String {
+        let mut response = ureq::get(&format!("http://{}{path}", self.http))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.body_mut().read_to_string().expect("body")
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// The server's resident set size in kB (VmRSS of /proc/<pid>/status).
+    pub fn rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exported, or a bare name) in
+/// Prometheus text; None when absent.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        // The name must end here: `foo` must not match `foo_total`.
+        if !rest.starts_with(' ') {
+            return None;
+        }
+        rest.trim().parse().ok()
+    })
+}
+
+/// An `oodgate serve` run that is expected to fail at start: its exit status and stderr.
+/// Killed (and reported as such) if it has not exited within `timeout`.
+pub fn serve_expecting_failure(
+    args: &[&str],
+    settings: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("stderr");
+    let mut command = Command::new(binary("oodgate"));
+    command
+        .current_dir(workspace())
+        .args(args)
+        .arg("serve")
+        .env("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0")
+        .env("OODGATE_SERVER__HTTP_ADDR", "127.0.0.1:0")
+        .env("OODGATE_LOG__FORMAT", "human")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("stderr file"));
+    for (key, value) in settings {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start oodgate serve");
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// An image of raw pixels, as a client sends it.
+pub fn raw_image(
+    id: &str,
+    width: u32,
+    height: u32,
+    channels: u32,
+    pixels: Vec<u8>,
+) -> oodgate_proto::v1::Image {
+    oodgate_proto::v1::Image {
+        id: id.into(),
+        data: Some(oodgate_proto::v1::image::Data::Raw(
+            oodgate_proto::v1::RawPixels {
+                width,
+                height,
+                channels,
+                pixels,
+            },
+        )),
+    }
+}
+
+/// The MNIST test set from the data folder (`OODGATE_DATA_DIR` or the cache).
+pub fn mnist_test() -> oodgate_datasets::Dataset {
+    oodgate_datasets::DataDir::from_env()
+        .expect("datasets (set OODGATE_DATA_DIR or run make data)")
+        .mnist(oodgate_datasets::Split::Test)
+        .expect("MNIST test set")
+}
+
+impl Server {
+    /// Polls `/metrics` (every 50 ms, at most `timeout`) until `series` satisfies `ok`;
+    /// its last value (None if absent) and whether `ok` held.
+    pub fn wait_for_metric(
+        &self,
+        series: &str,
+        ok: impl Fn(f64) -> bool,
+        timeout: std::time::Duration,
+    ) -> (Option<f64>, bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let value = metric_value(&self.metrics(), series);
+            if value.is_some_and(&ok) {
+                return (value, true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return (value, false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
