@@ -196,7 +196,8 @@ pub fn status(error: &ServeError) -> Status {
     }
 }
 
-fn detect_input(request: v1::DetectRequest) -> DetectInput {
+/// A wire request as the pipeline takes it (no copies of pixel bytes).
+pub fn detect_input(request: v1::DetectRequest) -> DetectInput {
     use v1::image::Data;
     use v1::threshold::Kind;
 

@@ -201,19 +201,8 @@ impl Pipeline {
         detector: Arc<Detector>,
         input: DetectInput,
     ) -> Result<Detection, ServeError> {
+        validate(&input, self.max_images)?;
         let count = input.images.len();
-        if count == 0 {
-            return Err(invalid("images", "the batch is empty".into()));
-        }
-        if count > self.max_images {
-            return Err(invalid(
-                "images",
-                format!(
-                    "{count} images in one request, the limit is {}",
-                    self.max_images
-                ),
-            ));
-        }
         let threshold = threshold(&detector, input.threshold)?;
         let source = self.sources.label(&input.source);
         let return_inputs = input.return_inputs;
@@ -312,24 +301,49 @@ fn invalid(field: &'static str, message: String) -> ServeError {
     ServeError::InvalidArgument { field, message }
 }
 
-fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<f64, ServeError> {
-    let (field, value) = match spec {
-        ThresholdSpec::Default => return Ok(detector.default_threshold),
-        ThresholdSpec::Contamination(c) => ("threshold.contamination", c),
-        ThresholdSpec::FalseRejectionRate(r) => ("threshold.false_rejection_rate", r),
-    };
-    if !(value.is_finite() && value > 0.0 && value <= 0.5) {
+/// The checks that need no model: the batch's size and the threshold's range.
+pub fn validate(input: &DetectInput, max_images: usize) -> Result<(), ServeError> {
+    let count = input.images.len();
+    if count == 0 {
+        return Err(invalid("images", "the batch is empty".into()));
+    }
+    if count > max_images {
+        return Err(invalid(
+            "images",
+            format!("{count} images in one request, the limit is {max_images}"),
+        ));
+    }
+    if let Some((field, value)) = threshold_field(input.threshold)
+        && !(value.is_finite() && value > 0.0 && value <= 0.5)
+    {
         return Err(invalid(field, format!("must be in (0, 0.5], got {value}")));
     }
-    detector
-        .threshold(spec)
-        .map_err(|e| invalid(field, e.to_string()))
+    Ok(())
 }
 
-type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
+fn threshold_field(spec: ThresholdSpec) -> Option<(&'static str, f64)> {
+    match spec {
+        ThresholdSpec::Default => None,
+        ThresholdSpec::Contamination(c) => Some(("threshold.contamination", c)),
+        ThresholdSpec::FalseRejectionRate(r) => Some(("threshold.false_rejection_rate", r)),
+    }
+}
 
-/// Each image to the model's input; valid ones packed back to back.
-fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> Decoded {
+/// The threshold of a validated spec.
+fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<f64, ServeError> {
+    match threshold_field(spec) {
+        None => Ok(detector.default_threshold),
+        Some((field, _)) => detector
+            .threshold(spec)
+            .map_err(|e| invalid(field, e.to_string())),
+    }
+}
+
+pub type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
+
+/// Each image to the model's input; valid ones packed back to back. The ids, each
+/// image's outcome, and the packed pixels.
+pub fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> Decoded {
     let mut ids = Vec::with_capacity(images.len());
     let mut outcomes = Vec::with_capacity(images.len());
     let mut pixels = Vec::with_capacity(images.len() * spec.len());
