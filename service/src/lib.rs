@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
 pub mod serve;
