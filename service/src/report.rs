@@ -137,12 +137,18 @@ pub fn tsne(points: &[f32], dim: usize) -> anyhow::Result<Vec<f32>> {
         })
         .collect();
     let rows: Vec<&[f32]> = points.chunks(dim).collect();
-    let mut fit: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&rows);
-    fit.perplexity(PERPLEXITY)
-        .epochs(ITERATIONS)
-        .spectral_init()
-        .barnes_hut_with_neighbors(THETA, &neighbours);
-    Ok(fit.embedding())
+    // One thread: the crate's parallel sums are reduced in whatever order the threads
+    // finish, so with more the maps differ in the last bits from run to run; one
+    // thread makes the committed figures reproducible to the byte.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    Ok(pool.install(|| {
+        let mut fit: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&rows);
+        fit.perplexity(PERPLEXITY)
+            .epochs(ITERATIONS)
+            .spectral_init()
+            .barnes_hut_with_neighbors(THETA, &neighbours);
+        fit.embedding()
+    }))
 }
 
 fn write(
