@@ -1,4 +1,4 @@
-//! The offline subcommands: index build, evaluation, embedding export.
+//! The offline subcommands: index build, evaluation, figures, embedding export.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -72,6 +72,23 @@ pub fn eval(
             .with_context(|| format!("writing {}", path.display()))?;
         println!("JSON report written to {}", path.display());
     }
+    Ok(())
+}
+
+pub fn report(config: &Config, options: oodgate::report::ReportOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    for figure in oodgate::report::run(env, &options)? {
+        println!(
+            "{} ({} x {}, {} kB, {:.1} s)",
+            figure.path.display(),
+            figure.width,
+            figure.height,
+            figure.bytes.div_ceil(1000),
+            figure.seconds
+        );
+    }
+    println!("total runtime {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

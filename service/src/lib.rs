@@ -15,6 +15,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod reload;
+pub mod report;
 pub mod runtime;
 pub mod security;
 pub mod serve;

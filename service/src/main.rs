@@ -54,6 +54,32 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The seed article's figures as PNG: t-SNE maps, misclassified digits, LOF score
+    /// histograms and ROC curves.
+    Report {
+        /// Output folder.
+        #[arg(long, default_value = "docs/figures")]
+        out: PathBuf,
+        /// The model of the LOF figures, the misclassified grid and the third t-SNE map;
+        /// default: the configured model.dir.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The plain CNN of the second t-SNE map.
+        #[arg(long, default_value = "models/mnist-plain")]
+        plain_model: PathBuf,
+        /// MNIST test images in the t-SNE maps (a seeded random sample).
+        #[arg(long, default_value_t = 5000)]
+        sample: usize,
+        /// Seed of the sample.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// LOF neighbours.
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        /// Only the first N images of every set (a quick check, not the real figures).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Exit 0 if the URL answers 2xx (a container health check without curl).
     Probe {
         #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
@@ -120,6 +146,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_input_space,
             json,
         } => commands::eval(&config, models, k, limit, !no_input_space, json),
+        Command::Report {
+            out,
+            model,
+            plain_model,
+            sample,
+            seed,
+            k,
+            limit,
+        } => commands::report(
+            &config,
+            oodgate::report::ReportOptions {
+                out,
+                model: model.unwrap_or_else(|| config.model.dir.clone()),
+                plain_model,
+                sample,
+                seed,
+                k,
+                limit,
+                progress: true,
+            },
+        ),
         Command::Probe { url } => {
             let agent = ureq::Agent::config_builder()
                 .timeout_global(Some(std::time::Duration::from_secs(5)))
