@@ -11,6 +11,9 @@ OODGATE := target/release/oodgate
 # when the recipe runs (the venv may not exist when make starts). ORT_DYLIB_PATH wins.
 WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)}"
 
+# Seconds per fuzz target in `make test` (longer runs: scripts/fuzz.sh 600).
+FUZZ_SECONDS ?= 20
+
 .PHONY: run replay test setup setup-test build data fmt lint clean
 
 run: setup data
@@ -23,6 +26,8 @@ replay: build data
 test: setup-test data
 	$(WITH_ORT) $(CARGO) test --release --workspace
 	$(VENV)/bin/python -m pytest -q train/tests
+	scripts/deny.sh
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 setup:
 	scripts/setup.sh runtime

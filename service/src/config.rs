@@ -101,6 +101,11 @@ pub struct ServerConfig {
     pub http_addr: String,
     /// Largest number of images in one request.
     pub max_images_per_request: usize,
+    /// Largest width or height of an image, raw or decoded.
+    pub max_image_side: u32,
+    /// Largest width x height of an image, raw or decoded (decompression bombs stop here:
+    /// the size is read from the header before decoding).
+    pub max_image_pixels: u64,
     /// Largest gRPC message, in bytes (requests over it get RESOURCE_EXHAUSTED).
     pub max_message_bytes: usize,
     /// Requests of one stream processed at once; their verdicts still leave in order.
@@ -171,6 +176,8 @@ impl Default for Config {
                 grpc_addr: "127.0.0.1:50051".into(),
                 http_addr: "127.0.0.1:8080".into(),
                 max_images_per_request: 1024,
+                max_image_side: 4096,
+                max_image_pixels: 4 * 1024 * 1024,
                 max_message_bytes: 16 * 1024 * 1024,
                 stream_pipeline_depth: 4,
                 shutdown_grace_seconds: 30,

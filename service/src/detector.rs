@@ -22,7 +22,8 @@ pub enum DetectorError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    #[error("LOF index {path}: {source}")]
+    // The LOF errors name the file themselves.
+    #[error("LOF index: {source}")]
     Index {
         path: PathBuf,
         source: oodgate_lof::error::LofError,

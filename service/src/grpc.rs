@@ -132,11 +132,22 @@ async fn relay(
 ) {
     tracing::debug!("stream opened");
     let _open = metrics::OpenStream::new();
+    // During shutdown the stream stops reading at some point: requests already read are
+    // answered, then UNAVAILABLE (below) tells the client to resend the rest.
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let (cut, stop) = (cut.clone(), pipeline.stop_reading());
+        async move {
+            stop.await;
+            cut.store(true, Ordering::Relaxed);
+        }
+    };
     let mut answers = inbound
+        .take_until(Box::pin(stop))
         .map(|message| {
             let pipeline = pipeline.clone();
             let detector = detector.clone();
-            async move { detect(&pipeline, detector, message?).await }
+            async move { detect(&pipeline, detector, message.map_err(oversized)?).await }
         })
         .buffered(depth);
     let (mut requests, mut images) = (0u64, 0u64);
@@ -159,6 +170,14 @@ async fn relay(
             break;
         }
     }
+    if end == "client finished" && cut.load(Ordering::Relaxed) {
+        end = "server shutting down";
+        let _ = tx
+            .send(Err(Status::unavailable(
+                "the server is shutting down: requests after the last answer were not read; send them again",
+            )))
+            .await;
+    }
     tracing::info!(requests, images, end, "stream closed");
 }
 
@@ -172,6 +191,35 @@ async fn detect(
         .await
         .map_err(|e| status(&e))?;
     Ok(detect_response(detection))
+}
+
+/// tonic refuses a message over the size limit with OUT_OF_RANGE; gRPC's convention
+/// (and this API's) is RESOURCE_EXHAUSTED.
+fn oversized(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange && status.message().contains("too large") {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
+}
+
+/// The same for unary calls, whose decoding fails before the handler runs: rewrites
+/// the status in the trailers-only response.
+pub fn oversized_response(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.replace("%20", " ").contains("too large"));
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }
 
 fn code<T>(answer: &Result<T, Status>) -> tonic::Code {

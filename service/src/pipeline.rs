@@ -110,6 +110,11 @@ pub struct Pipeline {
     timeout: Option<Duration>,
     /// One permit per open DetectStream.
     streams: Arc<Semaphore>,
+    /// Set on shutdown.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// How long open streams still read requests after shutdown begins: three quarters
+    /// of the grace period, leaving the rest to answer what was read.
+    read_after_drain: Duration,
     max_streams: usize,
 }
 
@@ -129,11 +134,16 @@ impl Pipeline {
             admission: Arc::new(Semaphore::new(config.batching.queue_capacity)),
             capacity: config.batching.queue_capacity,
             max_images: config.server.max_images_per_request,
-            limits: Limits::default(),
+            limits: Limits {
+                max_side: config.server.max_image_side,
+                max_pixels: config.server.max_image_pixels,
+            },
             sources: SourceLabels::new(&config.server.sources, config.server.max_sources),
             timeout: (config.server.request_timeout_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(config.server.request_timeout_seconds)),
             streams: Arc::new(Semaphore::new(config.server.max_streams)),
+            draining: tokio::sync::watch::Sender::new(false),
+            read_after_drain: Duration::from_secs(config.server.shutdown_grace_seconds) * 3 / 4,
             max_streams: config.server.max_streams,
         }
     }
@@ -146,8 +156,30 @@ impl Pipeline {
         self.detector.load_full()
     }
 
+    /// Loaded and not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.detector.load().is_some()
+        self.detector.load().is_some() && !self.is_draining()
+    }
+
+    /// Shutdown has begun: open streams answer what they have read and end.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Resolves when open streams must stop reading: some time into the shutdown, so
+    /// clients that are finishing finish, and those that are not get UNAVAILABLE with
+    /// everything read still answered before the grace period ends.
+    pub fn stop_reading(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut draining = self.draining.subscribe();
+        let window = self.read_after_drain;
+        async move {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(window).await;
+        }
     }
 
     /// Requests whose embedding was skipped because the client had gone.

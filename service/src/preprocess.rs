@@ -67,8 +67,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_side: 8192,
-            max_pixels: 16 * 1024 * 1024,
+            max_side: 4096,
+            max_pixels: 4 * 1024 * 1024,
         }
     }
 }
@@ -160,6 +160,16 @@ pub fn to_dynamic_image(
             let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownEncoding)?;
             if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
                 return Err(ImageError::UnknownEncoding);
+            }
+            // The JPEG decoder fills a truncated file's missing data in silently; a
+            // complete JPEG ends with the end-of-image marker (padding aside).
+            if format == image::ImageFormat::Jpeg {
+                let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                if !bytes[..end].ends_with(&[0xFF, 0xD9]) {
+                    return Err(ImageError::Decode(
+                        "truncated JPEG: no end-of-image marker".into(),
+                    ));
+                }
             }
             let reader = || ImageReader::with_format(std::io::Cursor::new(bytes), format);
             // Read the header first so a huge declared size is refused before allocating.

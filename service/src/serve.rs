@@ -61,7 +61,11 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
     tracing::info!(addr = %local, tls = tls.is_some(), auth = token.enabled(), "gRPC listening");
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let mut builder = Server::builder().max_concurrent_streams(config.server.max_streams as u32);
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.server.max_streams as u32)
+        .layer(tower::util::MapResponseLayer::new(
+            crate::grpc::oversized_response,
+        ));
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.grpc()).context("gRPC TLS")?;
     }
@@ -179,6 +183,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
             }
         }
     }
+    pipeline.drain();
     set_health(&health, ServingStatus::NotServing).await;
     metrics::set_not_ready();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
