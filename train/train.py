@@ -2,6 +2,11 @@
 
     .venv/bin/python train/train.py --recipe l2-aug --out models/mnist-l2
     .venv/bin/python train/train.py --recipe l2-aug --no-l2 --out models/mnist-plain
+
+Screening for recipe selection holds out the last 5,000 training images, which
+train/selection.py then uses as validation data:
+
+    .venv/bin/python train/train.py --recipe cosface-oe --epochs 4 --holdout 5000 --out /tmp/s4-cosface-oe
 """
 
 import argparse
@@ -33,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="hold out the last N training images for recipe selection (selection.py)")
     p.add_argument("--accuracy-target", type=float, default=0.995,
                    help="test accuracy the Rust model test holds the exported model to")
     return p.parse_args(argv)
@@ -94,10 +101,34 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, train_sums = data.mnist("train")
     x_test, y_test, test_sums = data.mnist("test")
+    # Held out from the end, so `--subset` and the held-out block never overlap.
+    x_val, y_val = x_train[len(x_train) - args.holdout:], y_train[len(y_train) - args.holdout:]
+    if args.holdout:
+        x_train, y_train = x_train[: -args.holdout], y_train[: -args.holdout]
     if args.subset:
         x_train, y_train = x_train[: args.subset], y_train[: args.subset]
 
     train_model, export_model = network.build(recipe)
+    print(f"recipe {recipe.name}: {recipe.description}", flush=True)
+    if recipe.custom_loop():
+        from oodtrain import loop
+
+        training_seconds = loop.fit(train_model, recipe, x_train, y_train, args.seed,
+                                    x_val if args.holdout else None, y_val)
+        test_accuracy = float(np.mean(np.argmax(export_model.predict(x_test, batch_size=512, verbose=0)[1], 1)
+                                      == y_test))
+    else:
+        training_seconds, test_accuracy = fit_keras(train_model, recipe, args, x_train, y_train, x_test, y_test)
+    print(f"test accuracy {test_accuracy:.4f} after {training_seconds:.0f} s", flush=True)
+    return write_model(args, recipe, export_model, x_train, x_test, train_sums, test_sums,
+                       training_seconds, test_accuracy)
+
+
+def fit_keras(train_model, recipe, args, x_train, y_train, x_test, y_test):
+    """The seed and l2-aug path, unchanged so their committed models stay reproducible."""
+    import keras
+    import numpy as np
+
     steps = int(np.ceil(len(x_train) / recipe.batch_size)) * recipe.epochs
     lr = recipe.learning_rate
     if recipe.schedule == "cosine":
@@ -105,14 +136,16 @@ def main(argv=None):
     train_model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                         metrics=["accuracy"])
 
-    print(f"recipe {recipe.name}: {recipe.description}", flush=True)
     started = time.time()
     train_model.fit(train_dataset(x_train, y_train, recipe, args.seed), epochs=recipe.epochs,
                     validation_data=(x_test, y_test) if not args.subset else None, verbose=2)
     training_seconds = time.time() - started
     _, test_accuracy = train_model.evaluate(x_test, y_test, batch_size=512, verbose=0)
-    print(f"test accuracy {test_accuracy:.4f} after {training_seconds:.0f} s", flush=True)
+    return training_seconds, test_accuracy
 
+
+def write_model(args, recipe, export_model, x_train, x_test, train_sums, test_sums,
+                training_seconds, test_accuracy):
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / "model.onnx"
     export.export_onnx(export_model, onnx_path)
@@ -126,6 +159,7 @@ def main(argv=None):
         "seed": args.seed,
         "epochs": recipe.epochs,
         "training_images": int(len(x_train)),
+        "holdout_images": args.holdout,
         "training_seconds": round(training_seconds, 1),
         "test_images": int(len(x_test)),
         "test_accuracy": round(float(test_accuracy), 6),

@@ -73,12 +73,17 @@ def build(recipe: Recipe, input_shape=(28, 28, 1), classes: int = 10):
     embedding = L2Constrain(recipe.alpha, name="l2")(feature) if recipe.l2 else feature
     if recipe.custom_loop():
         # The loop needs the logits (margins, outlier loss); export keeps the contract.
+        # An outlier class is an 11th logit for training only: the export's softmax is
+        # over the ten digits.
+        extra = 1 if recipe.outlier_weight > 0 and recipe.outlier_target == "class" else 0
         if recipe.head == "dense":
-            logits = layers.Dense(classes, name="logits")(embedding)
+            logits = layers.Dense(classes + extra, name="logits")(embedding)
         else:
-            logits = CosineLogits(classes, recipe.alpha, name="logits")(embedding)
-        probabilities = layers.Activation("softmax", name="softmax")(logits)
+            logits = CosineLogits(classes + extra, recipe.alpha, name="logits")(embedding)
         train_model = keras.Model(pixels, [embedding, logits], name="classifier")
+        if extra:
+            logits = logits[:, :classes]
+        probabilities = layers.Activation("softmax", name="softmax")(logits)
         export_model = keras.Model(pixels, [embedding, probabilities], name="oodgate")
         return train_model, export_model
     probabilities = layers.Dense(classes, activation="softmax", name="softmax")(embedding)

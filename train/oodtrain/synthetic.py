@@ -4,7 +4,7 @@ Two disjoint families, so that a model trained with outlier exposure is never
 selected on the kind of outlier it was trained to reject:
 
 - TRAIN_TYPES: what outlier-exposure recipes may show the network during training;
-- HELDOUT_TYPES: used only by `select.py` to compare recipes.
+- HELDOUT_TYPES: used only by `selection.py` to compare recipes.
 
 Fashion-MNIST and CIFAR-10 are never read here (nor anywhere in training or
 selection); they only appear in the final Rust evaluation.
