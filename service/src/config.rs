@@ -157,7 +157,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             model: ModelConfig {
-                dir: PathBuf::from("models/mnist-l2"),
+                dir: PathBuf::from("models/mnist-cosface-oe-shift"),
                 ort_dylib_path: PathBuf::new(),
                 intra_threads: 2,
                 optimization_level: 3,

@@ -11,6 +11,15 @@ use oodgate_proto::v1;
 use oodgate_replay::{Answer, ReplayOptions, ReplaySet, Summary, Threshold};
 use tonic::Code;
 
+/// The model `oodgate serve` serves by default.
+fn default_model_dir() -> std::path::PathBuf {
+    oodgate::config::Config::default().model.dir
+}
+
+fn default_model_name() -> String {
+    default_model_dir().file_name().unwrap().to_string_lossy().into_owned()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
@@ -43,7 +52,7 @@ fn replay_through_the_server_matches_eval_to_the_image() {
             "eval",
             "--no-input-space",
             "--model",
-            "models/mnist-l2",
+            default_model_dir().to_str().unwrap(),
             "--json",
         ])
         .arg(&json));
@@ -206,7 +215,7 @@ fn unary_info_health_reflection_and_refusals() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(info.model_name, "mnist-l2");
+        assert_eq!(info.model_name, default_model_name());
         assert_eq!(info.model_sha256.len(), 64);
         assert_eq!(
             (info.input_height, info.input_width, info.input_channels),
@@ -493,7 +502,10 @@ fn http_side_serves_health_and_metrics() {
         );
     }
     assert!(
-        metrics.contains("oodgate_model_info{model=\"mnist-l2\""),
+        metrics.contains(&format!(
+            "oodgate_model_info{{model=\"{}\"",
+            default_model_name()
+        )),
         "{metrics}"
     );
     assert!(

@@ -188,7 +188,7 @@ fn missing_or_broken_model_folder() {
     )];
     // A model folder whose model.onnx is not an ONNX model.
     let dir = tempfile::tempdir().unwrap();
-    let model = workspace().join("models/mnist-l2");
+    let model = workspace().join("models/mnist-cosface-oe-shift");
     for name in ["classes.json", "card.json"] {
         std::fs::copy(model.join(name), dir.path().join(name)).unwrap();
     }
@@ -250,7 +250,7 @@ fn an_index_for_another_model_or_corrupt() {
     let truncated = write(dir.path(), "truncated.lof", &index[..index.len() / 2]);
     failures.push(serve_with(
         &truncated,
-        "models/mnist-l2",
+        "models/mnist-cosface-oe-shift",
         &[&truncated, "truncated"],
     ));
 
@@ -262,7 +262,7 @@ fn an_index_for_another_model_or_corrupt() {
     let flipped = write(dir.path(), "flipped.lof", &flipped);
     failures.push(serve_with(
         &flipped,
-        "models/mnist-l2",
+        "models/mnist-cosface-oe-shift",
         &[&flipped, "checksum mismatch"],
     ));
 
@@ -271,19 +271,19 @@ fn an_index_for_another_model_or_corrupt() {
     let tail = write(dir.path(), "tail.lof", &tail);
     failures.push(serve_with(
         &tail,
-        "models/mnist-l2",
+        "models/mnist-cosface-oe-shift",
         &[&tail, "checksum mismatch"],
     ));
 
     let junk = write(dir.path(), "junk.lof", b"definitely not an index");
     failures.push(serve_with(
         &junk,
-        "models/mnist-l2",
+        "models/mnist-cosface-oe-shift",
         &[&junk, "not an oodgate LOF index"],
     ));
 
     let empty = write(dir.path(), "empty.lof", b"");
-    failures.push(serve_with(&empty, "models/mnist-l2", &[&empty]));
+    failures.push(serve_with(&empty, "models/mnist-cosface-oe-shift", &[&empty]));
 
     // The right model, an index built with another k.
     let copy = write(dir.path(), "k20.lof", &index);
