@@ -11,7 +11,7 @@ OODGATE := target/release/oodgate
 # when the recipe runs (the venv may not exist when make starts). ORT_DYLIB_PATH wins.
 WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)}"
 
-.PHONY: run replay test setup setup-test build data fmt lint clean
+.PHONY: run replay test setup setup-test build data fmt lint clean bench
 
 run: setup data
 	$(WITH_ORT) $(OODGATE) serve
@@ -23,6 +23,12 @@ replay: build data
 test: setup-test data
 	$(WITH_ORT) $(CARGO) test --release --workspace
 	$(VENV)/bin/python -m pytest -q train/tests
+
+# The performance harness (not part of `make test`; about 10 minutes on 2 cores): writes
+# BENCHMARKS.md, raw numbers in target/bench/results.json. Needs the test venv (Keras,
+# scikit-learn) for the comparison with the seed's stack.
+bench: setup-test data
+	$(WITH_ORT) $(OODGATE) bench --python $(VENV)/bin/python $(BENCH_FLAGS)
 
 setup:
 	scripts/setup.sh runtime
