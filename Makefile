@@ -14,7 +14,7 @@ WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python
 # Seconds per fuzz target in `make test` (longer runs: scripts/fuzz.sh 600).
 FUZZ_SECONDS ?= 20
 
-.PHONY: run replay test setup setup-test build data fmt lint clean
+.PHONY: run replay test setup setup-test build data fmt lint clean bench
 
 run: setup data
 	$(WITH_ORT) $(OODGATE) serve
@@ -28,6 +28,12 @@ test: setup-test data
 	$(VENV)/bin/python -m pytest -q train/tests
 	scripts/deny.sh
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The performance harness (not part of `make test`; about 10 minutes on 2 cores): writes
+# BENCHMARKS.md, raw numbers in target/bench/results.json. Needs the test venv (Keras,
+# scikit-learn) for the comparison with the seed's stack.
+bench: setup-test data
+	$(WITH_ORT) $(OODGATE) bench --python $(VENV)/bin/python $(BENCH_FLAGS)
 
 setup:
 	scripts/setup.sh runtime

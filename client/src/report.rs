@@ -170,7 +170,7 @@ impl Summary {
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for s in &self.sets {
             let auroc = match (&s.auroc, &self.reference) {
-                (Some(a), Some(reference)) => format!("{a:.4} vs {reference}"),
+                (Some(a), Some(reference)) => format!("{a:.5} vs {reference}"),
                 _ => "".into(),
             };
             let _ = writeln!(

@@ -243,7 +243,7 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
 }
 
 fn pct(x: f64) -> String {
-    format!("{:.1} %", 100.0 * x)
+    format!("{:.2} %", 100.0 * x)
 }
 
 fn space_label(s: &SpaceResult) -> String {
@@ -286,7 +286,7 @@ pub fn markdown(report: &Report) -> String {
     out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for s in &report.spaces {
         out.push_str(&format!(
-            "| {} | {:.4} | {:.4} | {} | {} | {} | {} |\n",
+            "| {} | {:.5} | {:.5} | {} | {} | {} | {} |\n",
             space_label(s),
             s.fashion.auroc,
             s.cifar.auroc,

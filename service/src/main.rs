@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use oodgate::config::{Config, LogFormat};
 
+mod bench;
 mod commands;
 
 #[derive(Parser)]
@@ -92,6 +93,40 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The performance harness (`make bench`): limits, LOF against scikit-learn, the seed's
+    /// Keras stack, the service over loopback gRPC, latency, start-up; writes BENCHMARKS.md.
+    Bench {
+        /// The Markdown report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Scratch folder (exported embeddings, Python results, server log, results.json).
+        #[arg(long, default_value = "target/bench")]
+        work: PathBuf,
+        /// Python with TensorFlow/Keras and scikit-learn.
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        #[arg(long, default_value = "bench/seed_stack.py")]
+        seed_script: PathBuf,
+        /// MNIST test images per batch size in the ONNX Runtime sweep.
+        #[arg(long, default_value_t = 5000)]
+        ort_images: usize,
+        /// Single-image calls, unary gRPC and in-process.
+        #[arg(long, default_value_t = 300)]
+        single: usize,
+        /// Single-image calls of the Keras + scikit-learn stack.
+        #[arg(long, default_value_t = 100)]
+        seed_single: usize,
+        #[arg(long)]
+        skip_seed: bool,
+        #[arg(long)]
+        skip_index_build: bool,
+        /// The command shown in the report.
+        #[arg(long, default_value = "make bench")]
+        command: String,
+        /// Measure nothing: write the report again from this results.json.
+        #[arg(long)]
+        from_json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +212,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ExportEmbeddings { out } => commands::export_embeddings(&config, &out),
+        Command::Bench {
+            out,
+            from_json: Some(results),
+            ..
+        } => bench::rewrite(&results, &out),
+        Command::Bench {
+            out,
+            work,
+            python,
+            seed_script,
+            ort_images,
+            single,
+            seed_single,
+            skip_seed,
+            skip_index_build,
+            command,
+            from_json: None,
+        } => bench::run(
+            &config,
+            &bench::BenchOptions {
+                config_file: cli.config,
+                out,
+                work,
+                python,
+                seed_script,
+                ort_images,
+                single,
+                seed_single,
+                skip_seed,
+                skip_index_build,
+                command,
+            },
+        ),
         Command::Data {
             action: DataAction::Fetch,
         } => {
