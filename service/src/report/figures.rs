@@ -319,7 +319,7 @@ pub fn score_histograms(
             });
             let below: Vec<String> = thresholds
                 .iter()
-                .map(|t| format!("{:.1} %", percent_below(set.scores, t.1)))
+                .map(|t| format!("{:.2} %", percent_below(set.scores, t.1)))
                 .collect();
             chart
                 .draw_series(LineSeries::new(steps, colour.stroke_width(2)))?
