@@ -17,7 +17,11 @@ fn default_model_dir() -> std::path::PathBuf {
 }
 
 fn default_model_name() -> String {
-    default_model_dir().file_name().unwrap().to_string_lossy().into_owned()
+    default_model_dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

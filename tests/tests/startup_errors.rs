@@ -283,7 +283,11 @@ fn an_index_for_another_model_or_corrupt() {
     ));
 
     let empty = write(dir.path(), "empty.lof", b"");
-    failures.push(serve_with(&empty, "models/mnist-cosface-oe-shift", &[&empty]));
+    failures.push(serve_with(
+        &empty,
+        "models/mnist-cosface-oe-shift",
+        &[&empty],
+    ));
 
     // The right model, an index built with another k.
     let copy = write(dir.path(), "k20.lof", &index);
