@@ -167,7 +167,7 @@ impl Default for Config {
                 cache_dir: PathBuf::from(".cache/index"),
                 k: 20,
                 contamination: 0.001,
-                search: SearchMode::Hnsw,
+                search: SearchMode::Exact,
                 ef: 256,
                 hnsw_m: 16,
                 hnsw_ef_construction: 200,

@@ -228,7 +228,7 @@ fn unary_info_health_reflection_and_refusals() {
         assert_eq!(info.classes.len(), 10);
         assert_eq!(
             (info.k, info.index_size, info.search_mode.as_str()),
-            (20, 60_000, "hnsw")
+            (20, 60_000, "exact")
         );
         assert_eq!(info.default_contamination, 0.001);
 
