@@ -19,6 +19,7 @@ use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
 use crate::neighbours::NeighbourLists;
+use crate::projection::Projection;
 
 /// Query rows per parallel work item and training columns per GEMM tile.
 #[derive(Debug, Clone, Copy)]
@@ -40,28 +41,54 @@ impl Default for Blocking {
     }
 }
 
-/// Training embeddings prepared for exact search: the matrix and its squared row norms.
+/// Training embeddings prepared for exact search: the matrix, and the points of the
+/// space candidates are screened in, with their squared norms.
 #[derive(Debug, Clone)]
 pub struct ExactIndex {
     /// Training embeddings, n x d, standard (row-major) layout.
     data: Array2<f32>,
-    /// `|x|^2` per training point, in f32 as used by the screening GEMM.
+    /// When the training set is nearly low-dimensional: the projection to a smaller
+    /// space whose distances bound the true ones from below, and the training points
+    /// in it. Screening then runs there, and only the candidates are measured in full.
+    projected: Option<(Projection, Array2<f32>)>,
+    /// `|s|^2` per screening point (the projected point, or the embedding itself), in
+    /// f32 as used by the screening GEMM.
     sq_norms: Vec<f32>,
-    /// Largest `|x|^2`, for the screening error bound.
+    /// Largest `|s|^2`, for the screening error bound.
     max_sq_norm: f32,
 }
 
+/// One query's k nearest points, `(squared distance, id)` nearest first; `None` when
+/// the screening could not prove that no point left out is nearer.
+type Ranked = Option<Vec<(f64, u32)>>;
+
 impl ExactIndex {
-    /// Prepares `data` (n x d) for search.
+    /// Prepares `data` (n x d) for search, with a screening projection when the data
+    /// allow one.
     pub fn new(data: Array2<f32>) -> Self {
         let data = data.as_standard_layout().into_owned();
-        let sq_norms: Vec<f32> = data
+        let projected = Projection::fit(data.view()).map(|p| {
+            let points = p.apply(data.view());
+            (p, points)
+        });
+        Self::with_projection(data, projected)
+    }
+
+    /// Prepares `data` for search screened in the full space (no projection).
+    pub fn unprojected(data: Array2<f32>) -> Self {
+        Self::with_projection(data.as_standard_layout().into_owned(), None)
+    }
+
+    fn with_projection(data: Array2<f32>, projected: Option<(Projection, Array2<f32>)>) -> Self {
+        let screen = projected.as_ref().map_or(data.view(), |(_, s)| s.view());
+        let sq_norms: Vec<f32> = screen
             .outer_iter()
             .map(|r| r.iter().map(|v| v * v).sum())
             .collect();
         let max_sq_norm = sq_norms.iter().copied().fold(0.0, f32::max);
         Self {
             data,
+            projected,
             sq_norms,
             max_sq_norm,
         }
@@ -70,6 +97,17 @@ impl ExactIndex {
     /// The training embeddings.
     pub fn data(&self) -> ArrayView2<'_, f32> {
         self.data.view()
+    }
+
+    /// Dimension of the space candidates are screened in (`dim()` without projection).
+    pub fn screening_dim(&self) -> usize {
+        self.screen_points().ncols()
+    }
+
+    fn screen_points(&self) -> ArrayView2<'_, f32> {
+        self.projected
+            .as_ref()
+            .map_or(self.data.view(), |(_, s)| s.view())
     }
 
     /// Number of training points.
@@ -125,6 +163,18 @@ impl ExactIndex {
         NeighbourLists::new(k, ids, dists)
     }
 
+    /// Screening candidates kept per query: more than k, so that the exact ranking has
+    /// room and the screening check almost always passes. A projection's bound is
+    /// looser than the f32 expansion's rounding, so it keeps more.
+    fn keep(&self, k: usize, available: usize) -> usize {
+        let keep = if self.projected.is_some() {
+            4 * k + 16
+        } else {
+            k + k.max(16)
+        };
+        keep.min(available)
+    }
+
     pub(crate) fn search_with(
         &self,
         queries: ArrayView2<'_, f32>,
@@ -134,95 +184,168 @@ impl ExactIndex {
         blocking: Blocking,
     ) -> NeighbourLists {
         let b = queries.nrows();
+        let available = if exclude_self {
+            self.len() - 1
+        } else {
+            self.len()
+        };
+        let keep = self.keep(k, available);
+        let screened = self.projected.as_ref().map(|(p, _)| p.apply(queries));
+        let screen_q = screened.as_ref().map_or(queries, |s| s.view());
         let starts: Vec<usize> = (0..b).step_by(blocking.query_rows.max(1)).collect();
-        let blocks: Vec<(Vec<u32>, Vec<f64>)> = starts
+        let mut ranked: Vec<Ranked> = starts
             .par_iter()
-            .map(|&start| {
+            .flat_map_iter(|&start| {
                 let end = (start + blocking.query_rows).min(b);
-                let q = queries.slice(s![start..end, ..]);
-                let out = self.search_block(q, start, k, exclude_self, blocking.data_cols);
+                let rows: Vec<usize> = (start..end).collect();
+                let out = self.search_block(
+                    screen_q.slice(s![start..end, ..]),
+                    queries.slice(s![start..end, ..]),
+                    exclude_self.then_some(&rows[..]),
+                    k,
+                    keep,
+                    blocking.data_cols,
+                );
                 if let Some(bar) = progress {
                     bar.inc((end - start) as u64);
                 }
                 out
             })
             .collect();
+
+        // Rows the screening could not settle: once more with many more candidates
+        // (a projection's bound can be loose for a few points), then a full scan.
+        let unsettled: Vec<usize> = (0..b).filter(|&i| ranked[i].is_none()).collect();
+        if self.projected.is_some() && keep < available && !unsettled.is_empty() {
+            let wider = (keep * 8).min(available);
+            let (sq, q) = (
+                screen_q.select(Axis(0), &unsettled),
+                queries.select(Axis(0), &unsettled),
+            );
+            let again: Vec<Ranked> = (0..unsettled.len())
+                .step_by(blocking.query_rows.max(1))
+                .collect::<Vec<_>>()
+                .par_iter()
+                .flat_map_iter(|&start| {
+                    let end = (start + blocking.query_rows).min(unsettled.len());
+                    self.search_block(
+                        sq.slice(s![start..end, ..]),
+                        q.slice(s![start..end, ..]),
+                        exclude_self.then_some(&unsettled[start..end]),
+                        k,
+                        wider,
+                        blocking.data_cols,
+                    )
+                })
+                .collect();
+            for (&i, row) in unsettled.iter().zip(again) {
+                ranked[i] = row;
+            }
+        }
+        let rows: Vec<Vec<(f64, u32)>> = ranked
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                row.unwrap_or_else(|| {
+                    let query = queries.row(i);
+                    let query = query.to_slice().expect("standard layout");
+                    self.scan_exact(query, k, exclude_self.then_some(i))
+                })
+            })
+            .collect();
         let mut ids = Vec::with_capacity(b * k);
         let mut dists = Vec::with_capacity(b * k);
-        for (i, d) in blocks {
-            ids.extend(i);
-            dists.extend(d);
+        for row in rows {
+            for (sq, id) in row {
+                ids.push(id);
+                dists.push(sq.sqrt());
+            }
         }
         NeighbourLists::new(k, ids, dists)
     }
 
-    /// One block of queries; `first_row` is the global index of its first row (only
-    /// meaningful with `exclude_self`, where query row r is training point r).
+    /// One block of queries: `screen_q` in the screening space, `q` the same queries in
+    /// full; `self_ids[r]` is the training point query row r must not find (training
+    /// search only).
     fn search_block(
         &self,
+        screen_q: ArrayView2<'_, f32>,
         q: ArrayView2<'_, f32>,
-        first_row: usize,
+        self_ids: Option<&[usize]>,
         k: usize,
-        exclude_self: bool,
+        keep: usize,
         data_cols: usize,
-    ) -> (Vec<u32>, Vec<f64>) {
+    ) -> Vec<Ranked> {
         let n = self.len();
         let rows = q.nrows();
-        let available = if exclude_self { n - 1 } else { n };
-        // Keep more candidates than k so that the exact re-ranking has room and the
-        // screening check almost always passes.
-        let keep = (k + k.max(16)).min(available);
+        let points = self.screen_points();
         let mut best: Vec<Shortlist> = (0..rows).map(|_| Shortlist::new(keep)).collect();
         let data_cols = data_cols.max(1);
         let mut gram = Array2::<f32>::zeros((rows, data_cols.min(n)));
-
         for tile_start in (0..n).step_by(data_cols) {
             let tile_end = (tile_start + data_cols).min(n);
-            let x = self.data.slice(s![tile_start..tile_end, ..]);
+            let x = points.slice(s![tile_start..tile_end, ..]);
             let mut g = gram.slice_mut(s![.., ..tile_end - tile_start]);
             // g[r, c] = -2 q_r . x_c
-            general_mat_mul(-2.0, &q, &x.t(), 0.0, &mut g);
+            general_mat_mul(-2.0, &screen_q, &x.t(), 0.0, &mut g);
             let norms = &self.sq_norms[tile_start..tile_end];
             for (r, shortlist) in best.iter_mut().enumerate() {
                 let row = g.row(r);
                 let row = row
                     .as_slice()
                     .expect("rows of a standard-layout slice are contiguous");
-                let skip = exclude_self.then_some(first_row + r);
-                shortlist.offer_tile(row, norms, tile_start, skip);
+                shortlist.offer_tile(row, norms, tile_start, self_ids.map(|s| s[r]));
             }
         }
 
-        let mut ids = Vec::with_capacity(rows * k);
-        let mut dists = Vec::with_capacity(rows * k);
-        for (r, shortlist) in best.into_iter().enumerate() {
-            let query = q.row(r);
-            let query = query.as_slice().expect("standard layout");
-            let (candidates, worst_key, complete) = shortlist.finish();
-            let mut ranked = rank_exact(self.data.view(), query, &candidates, k);
-            if !complete && !self.screening_is_safe(query, worst_key, ranked[k - 1].0) {
-                let self_id = exclude_self.then_some(first_row + r);
-                ranked = self.scan_exact(query, k, self_id);
-            }
-            for (sq, id) in ranked {
-                ids.push(id);
-                dists.push(sq.sqrt());
-            }
-        }
-        (ids, dists)
+        best.into_iter()
+            .enumerate()
+            .map(|(r, shortlist)| {
+                let query = q.row(r);
+                let query = query.as_slice().expect("standard layout");
+                let screen = screen_q.row(r);
+                let (mut items, worst_key, complete) = shortlist.finish();
+                let (q_sq, slack) = self.screening_slack(screen.as_slice().expect("standard"));
+                // Measure candidates in screening order and stop as soon as the next
+                // one's lower bound exceeds the k-th distance found: for a tight bound
+                // that spares most of the (sequential, f64) exact distances.
+                items.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let mut top: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
+                let mut settled = complete;
+                for &(key, id) in &items {
+                    if top.len() == k && q_sq + f64::from(key) - slack > top[k - 1].0 {
+                        settled = true;
+                        break;
+                    }
+                    let row = self.data.row(id as usize);
+                    let d = squared_distance(query, row.as_slice().expect("standard layout"));
+                    let at = top.partition_point(|&(e, i)| (e, i) < (d, id));
+                    if at < k {
+                        top.insert(at, (d, id));
+                        top.truncate(k);
+                    }
+                }
+                // Points the screening left out have keys >= the largest kept.
+                settled = settled
+                    || (top.len() == k && q_sq + f64::from(worst_key) - slack > top[k - 1].0);
+                settled.then_some(top)
+            })
+            .collect()
     }
 
-    /// Whether every point not kept by the screening is provably farther than the k-th
-    /// exact squared distance `kth_sq`. Points left out have screening key >= `worst_key`,
-    /// so their true squared distance is at least `|q|^2 + worst_key - bound`.
-    fn screening_is_safe(&self, query: &[f32], worst_key: f32, kth_sq: f64) -> bool {
-        let d = query.len() as f64;
-        let q_sq: f64 = query.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    /// `(|s_q|^2, slack)` for a query's screening point `s_q`: a screening key `key`
+    /// (`|s_x|^2 - 2 s_q.s_x` in f32) proves the true squared distance is at least
+    /// `|s_q|^2 + key - slack`.
+    fn screening_slack(&self, screen_q: &[f32]) -> (f64, f64) {
+        let d = screen_q.len() as f64;
+        let q_sq: f64 = screen_q.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
         // Worst-case rounding of an f32 dot product of length d, of the two norms and of
-        // the additions, each below (d + 2) eps (|q|^2 + |x|^2); doubled for margin.
-        let bound =
-            2.0 * (2.0 * d + 8.0) * f64::from(f32::EPSILON) * (q_sq + f64::from(self.max_sq_norm));
-        q_sq + f64::from(worst_key) - bound > kth_sq
+        // the additions, each below (d + 2) eps (|q|^2 + |x|^2); doubled for margin. A
+        // projection's f64-to-f32 rounding of each coordinate adds less than 4 eps of
+        // the same, covered by the extra 8.
+        let slack =
+            2.0 * (2.0 * d + 16.0) * f64::from(f32::EPSILON) * (q_sq + f64::from(self.max_sq_norm));
+        (q_sq, slack)
     }
 
     /// Plain f64 scan over every training point: the fallback when screening is unsafe.
@@ -313,34 +436,30 @@ impl Shortlist {
             .zip(norms[..full].chunks_exact(LANES));
         for (chunk, (g, xn)) in chunks.enumerate() {
             // Once the list has settled, almost no chunk holds a key below the
-            // threshold: this fixed-width, branch-free test vectorises, and only the
-            // rare hit takes the slow path.
+            // threshold: this fixed-width, branch-free test vectorises into a bit mask,
+            // and only the lanes that hit take the slow path.
             let mut keys = [0.0f32; LANES];
-            let mut hit = false;
+            let mut hits = 0u32;
             for i in 0..LANES {
                 keys[i] = g[i] + xn[i];
-                hit |= keys[i] < self.threshold;
+                hits |= u32::from(keys[i] < self.threshold) << i;
             }
-            if hit {
-                self.offer(&keys, first_id + chunk * LANES, skip);
+            while hits != 0 {
+                let i = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                self.offer(keys[i], first_id + chunk * LANES + i, skip);
             }
         }
-        let keys: Vec<f32> = neg2dot[full..]
-            .iter()
-            .zip(&norms[full..])
-            .map(|(g, n)| g + n)
-            .collect();
-        self.offer(&keys, first_id + full, skip);
+        for (i, (g, n)) in neg2dot[full..].iter().zip(&norms[full..]).enumerate() {
+            self.offer(g + n, first_id + full + i, skip);
+        }
     }
 
-    fn offer(&mut self, keys: &[f32], first_id: usize, skip: Option<usize>) {
-        for (i, &key) in keys.iter().enumerate() {
-            let id = first_id + i;
-            if key < self.threshold && Some(id) != skip {
-                self.items.push((key, id as u32));
-                if self.items.len() == Self::capacity(self.keep) {
-                    self.cut_back();
-                }
+    fn offer(&mut self, key: f32, id: usize, skip: Option<usize>) {
+        if key < self.threshold && Some(id) != skip {
+            self.items.push((key, id as u32));
+            if self.items.len() == Self::capacity(self.keep) {
+                self.cut_back();
             }
         }
     }
@@ -360,16 +479,15 @@ impl Shortlist {
         }
     }
 
-    /// (candidate ids, largest kept key, whether every point was kept).
-    fn finish(mut self) -> (Vec<u32>, f32, bool) {
+    /// (candidates as (key, id), largest kept key, whether every point was kept).
+    fn finish(mut self) -> (Vec<(f32, u32)>, f32, bool) {
         self.cut_back();
         let worst = self
             .items
             .iter()
             .map(|c| c.0)
             .fold(f32::NEG_INFINITY, f32::max);
-        let ids = self.items.into_iter().map(|c| c.1).collect();
-        (ids, worst, !self.cut)
+        (self.items, worst, !self.cut)
     }
 }
 
@@ -454,6 +572,47 @@ mod tests {
         assert_eq!(&t.ids(5)[..2], &[6, 7]);
         assert_eq!(t.dists(300)[0], 0.0);
         assert_eq!(t.ids(300)[0], 100);
+    }
+
+    /// Points near 10 directions in 32 dimensions (variance in few dimensions, like a
+    /// classifier's embeddings), with every 150th point scattered everywhere.
+    fn clustered(n: usize, seed: u64) -> Array2<f32> {
+        let noise = data(n, 32, seed);
+        Array2::from_shape_fn((n, 32), |(i, j)| {
+            let centre = if j == i % 10 { 8.0 } else { 0.0 };
+            let scale = if i % 150 == 0 { 2.0 } else { 0.1 };
+            centre + scale * noise[[i, j]]
+        })
+    }
+
+    #[test]
+    fn projected_screening_matches_naive() {
+        let x = clustered(3000, 5);
+        let index = ExactIndex::new(x.clone());
+        assert!(
+            index.screening_dim() < index.dim(),
+            "the clustered data should be screened in a smaller space"
+        );
+        // Queries near the clusters, far from everything, and scattered.
+        let mut q = clustered(60, 6);
+        for j in 0..32 {
+            q[[0, j]] = 20.0;
+            q[[1, j]] = if j % 2 == 0 { -9.0 } else { 9.0 };
+        }
+        for k in [1, 5, 20, 100] {
+            assert_eq!(index.search(q.view(), k), naive(&x, &q, k, false), "k={k}");
+        }
+        let sample: Vec<usize> = (0..3000).step_by(7).collect();
+        let training = index.search_training(20, None);
+        let truth = naive(&x, &x, 20, true);
+        for (j, &i) in sample.iter().enumerate() {
+            assert_eq!(training.ids(i), truth.ids(i), "training row {i} ({j})");
+            assert_eq!(training.dists(i), truth.dists(i));
+        }
+        // The same answers as screening in the full space.
+        let full = ExactIndex::unprojected(x.clone());
+        assert_eq!(full.screening_dim(), full.dim());
+        assert_eq!(full.search(q.view(), 20), index.search(q.view(), 20));
     }
 
     #[test]

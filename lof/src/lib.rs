@@ -18,6 +18,7 @@ pub mod exact_lof;
 pub mod hnsw;
 pub mod index;
 pub mod neighbours;
+pub mod projection;
 pub mod roc;
 pub mod score;
 
