@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod bad_images;
+
 /// The workspace root (models/, .venv/, .cache/ are relative to it).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,6 +200,13 @@ impl Server {
         response.body_mut().read_to_string().expect("body")
     }
 
+    /// The replay client's gRPC client, connected to the server.
+    pub async fn client(&self) -> oodgate_replay::replay::Client {
+        oodgate_replay::replay::connect(&self.endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e:#}", self.endpoint))
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> String {
         self.http_get("/metrics")
@@ -214,6 +223,36 @@ impl Server {
             .parse()
             .ok()
     }
+}
+
+/// A Tokio runtime for the async clients (gRPC, replay) of a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+impl Server {
+    /// Streams `sets` through the server with the replay client (failing loudly) and
+    /// summarises what it answered.
+    pub fn replay(
+        &self,
+        sets: &std::sync::Arc<Vec<oodgate_replay::ReplaySet>>,
+        options: oodgate_replay::ReplayOptions,
+    ) -> oodgate_replay::Summary {
+        let replay = runtime()
+            .block_on(oodgate_replay::replay(
+                &self.endpoint,
+                sets.clone(),
+                options,
+            ))
+            .unwrap_or_else(|e| panic!("replay: {e:#}\n{}", self.log_text()));
+        oodgate_replay::Summary::new(&replay, sets, None)
+    }
+}
+
+/// The value of a series that must be in the Prometheus text (see [`metric_value`]);
+/// panics with the text when it is absent.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metric_value(metrics, series).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
 }
 
 /// The value of one series (`name{labels}` exactly as exported, or a bare name) in
@@ -289,10 +328,26 @@ pub fn raw_image(
     }
 }
 
-/// The MNIST test set from the data folder (`OODGATE_DATA_DIR` or the cache).
+/// A `Detect` request (no source), with a threshold or the server's default.
+pub fn detect_request(
+    images: Vec<oodgate_proto::v1::Image>,
+    threshold: Option<oodgate_proto::v1::threshold::Kind>,
+) -> oodgate_proto::v1::DetectRequest {
+    oodgate_proto::v1::DetectRequest {
+        images,
+        threshold: threshold.map(|kind| oodgate_proto::v1::Threshold { kind: Some(kind) }),
+        source: String::new(),
+    }
+}
+
+/// The data folder (`OODGATE_DATA_DIR` or the cache).
+pub fn data() -> oodgate_datasets::DataDir {
+    oodgate_datasets::DataDir::from_env().expect("datasets (set OODGATE_DATA_DIR or run make data)")
+}
+
+/// The MNIST test set from the data folder.
 pub fn mnist_test() -> oodgate_datasets::Dataset {
-    oodgate_datasets::DataDir::from_env()
-        .expect("datasets (set OODGATE_DATA_DIR or run make data)")
+    data()
         .mnist(oodgate_datasets::Split::Test)
         .expect("MNIST test set")
 }

@@ -8,8 +8,8 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::{Server, run, workspace};
-use oodgate_replay::{ReplayOptions, ReplaySet, Summary};
+use oodgate_e2e::{Server, data, run, workspace};
+use oodgate_replay::{ReplayOptions, ReplaySet};
 
 /// A tool from Debian's packages, installed by `scripts/setup.sh test`.
 fn tool(name: &str) -> PathBuf {
@@ -207,7 +207,7 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
             == 3
     });
 
-    let data = oodgate_datasets::DataDir::from_env().expect("datasets");
+    let data = data();
     let sets: Vec<ReplaySet> = ["mnist", "fashion-mnist"]
         .iter()
         .map(|name| {
@@ -217,15 +217,7 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
         })
         .collect();
     let sets = Arc::new(sets);
-    let replay = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(oodgate_replay::replay(
-            &server.endpoint,
-            sets.clone(),
-            ReplayOptions::default(),
-        ))
-        .unwrap();
-    let summary = Summary::new(&replay, &sets, None);
+    let summary = server.replay(&sets, ReplayOptions::default());
     println!("{}", summary.markdown());
     let counted: HashMap<&str, f64> = summary
         .sets
@@ -244,12 +236,8 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
             .is_some_and(|(_, v)| *v == 6000.0)
     });
 
-    let exported: BTreeSet<String> = ureq::get(&format!("http://{}/metrics", server.http))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap()
+    let exported: BTreeSet<String> = server
+        .metrics()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())

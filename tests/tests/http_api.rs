@@ -1,17 +1,19 @@
 //! The HTTP side's JSON API on the real `oodgate serve`: `POST /v1/detect` answers as
 //! gRPC `Detect` does (same pipeline), refuses bad bodies with JSON errors naming the
 //! field, and `GET /v1/training/{id}`, `GET /v1/model` and the demo page answer.
+//!
+//! Bad input as in `bad_input.rs` (the same cases, from `oodgate_e2e::bad_images`): each
+//! bad image gets its own error verdict in its place while the images around it are
+//! judged; the requests gRPC refuses are refused with a JSON error naming the field; the
+//! server goes on serving.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use oodgate_datasets::Split;
-use oodgate_e2e::Server;
+use oodgate_e2e::bad_images::{bad_images, good_images, json_image, mixed_batch, truncated_jpegs};
+use oodgate_e2e::{Server, data, detect_request, metric, raw_image, runtime};
 use oodgate_proto::v1;
 use serde_json::{Value, json};
-
-fn data() -> oodgate_datasets::DataDir {
-    oodgate_datasets::DataDir::from_env().expect("datasets (set OODGATE_DATA_DIR or run make data)")
-}
 
 /// A client that hands back 4xx and 5xx answers instead of failing on them.
 struct Http {
@@ -135,8 +137,12 @@ fn close(json: &Value, expected: f64) {
 }
 
 fn raw(id: &str, pixels: &[u8]) -> Value {
-    json!({"id": id, "raw": {"width": 28, "height": 28, "channels": 1,
-        "pixels_base64": BASE64.encode(pixels)}})
+    json_image(&raw_image(id, 28, 28, 1, pixels.to_vec()))
+}
+
+/// The `images` of a JSON body.
+fn images(images: &[v1::Image]) -> Value {
+    images.iter().map(json_image).collect()
 }
 
 /// Good requests: verdicts as on gRPC, per-image errors, model inputs, PNG input,
@@ -177,21 +183,12 @@ fn json_detect_matches_grpc_and_serves_training_images() {
     let answer = http.detect(&json!({
         "images": images, "contamination": 0.05, "source": "test", "return_inputs": true
     }));
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    let reply = answer.json();
-    let verdicts = reply["verdicts"].as_array().unwrap();
+    let verdicts = verdicts_of(&answer);
     assert_eq!(verdicts.len(), count);
 
     // The same images over gRPC: the same verdicts.
-    let grpc = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let mut client = oodgate_replay::replay::connect(&server.endpoint)
-            .await
-            .unwrap();
+    let grpc = runtime().block_on(async {
+        let mut client = server.client().await;
         let info = client
             .get_model_info(v1::GetModelInfoRequest {})
             .await
@@ -200,23 +197,12 @@ fn json_detect_matches_grpc_and_serves_training_images() {
         let images = (0..8)
             .map(|i| (format!("digit{i}"), mnist.image(i)))
             .chain((0..8).map(|i| (format!("fashion{i}"), fashion.image(i))))
-            .map(|(id, pixels)| v1::Image {
-                id,
-                data: Some(v1::image::Data::Raw(v1::RawPixels {
-                    width: 28,
-                    height: 28,
-                    channels: 1,
-                    pixels: pixels.to_vec(),
-                })),
-            })
+            .map(|(id, pixels)| raw_image(&id, 28, 28, 1, pixels.to_vec()))
             .collect();
         let response = client
             .detect(v1::DetectRequest {
-                images,
-                threshold: Some(v1::Threshold {
-                    kind: Some(v1::threshold::Kind::Contamination(0.05)),
-                }),
                 source: "test".into(),
+                ..detect_request(images, Some(v1::threshold::Kind::Contamination(0.05)))
             })
             .await
             .unwrap()
@@ -224,7 +210,7 @@ fn json_detect_matches_grpc_and_serves_training_images() {
         (info, response)
     });
     let (info, response) = grpc;
-    assert_eq!(reply["model"], info.model_name.as_str());
+    assert_eq!(answer.json()["model"], info.model_name.as_str());
     let mut rejected = 0;
     for (json, grpc) in verdicts.iter().zip(&response.verdicts) {
         assert_eq!(json["id"], grpc.id.as_str());
@@ -347,11 +333,13 @@ fn json_detect_matches_grpc_and_serves_training_images() {
     }
 }
 
-/// Refusals: JSON errors naming the field, never axum's plain-text rejections; counted
-/// in `oodgate_requests_total{method="http_detect"}`.
+/// Bodies that are no valid request (bad JSON, wrong types, unknown fields, bad base64,
+/// two thresholds, another content type): JSON errors naming the field, never axum's
+/// plain-text rejections; counted in `oodgate_requests_total{method="http_detect"}`.
+/// (The refusals gRPC shares are in `json_detect_refuses_what_grpc_refuses_and_goes_on`.)
 #[test]
 fn json_detect_refuses_bad_bodies_with_json_errors() {
-    let server = Server::start(&[("OODGATE_SERVER__MAX_MESSAGE_BYTES", "100000")]);
+    let server = Server::start(&[]);
     let http = Http::new(&server);
     let one = || raw("a", &[0u8; 784]);
 
@@ -380,14 +368,6 @@ fn json_detect_refuses_bad_bodies_with_json_errors() {
         "raw": {"width": 1, "height": 1, "channels": 1, "pixels_base64": "AA=="}}]}));
     assert!(both.error(400).contains("images[0]"));
 
-    let empty = http.detect(&json!({"images": []}));
-    assert!(empty.error(400).contains("images"));
-    let high = http.detect(&json!({"images": [one()], "contamination": 0.7}));
-    let message = high.error(400);
-    assert!(message.starts_with("contamination:"), "{message}");
-    assert!(message.contains("(0, 0.5]"), "{message}");
-    let zero = http.detect(&json!({"images": [one()], "false_rejection_rate": 0.0}));
-    assert!(zero.error(400).starts_with("false_rejection_rate:"));
     let two = http
         .detect(&json!({"images": [one()], "contamination": 0.01, "false_rejection_rate": 0.01}));
     assert!(two.error(400).contains("not both"));
@@ -398,41 +378,252 @@ fn json_detect_refuses_bad_bodies_with_json_errors() {
         &json!({"images": [one()]}).to_string(),
     );
     assert!(text.error(415).contains("Content-Type"));
-    let too_big = (0..200)
-        .map(|i| raw(&i.to_string(), &[0u8; 784]))
-        .collect::<Vec<_>>();
-    // Refused on its declared length, before the upload: with `Expect: 100-continue` the
-    // body is never sent, so the answer cannot be lost to a reset connection.
+    http.get("/v1/detect").error(405);
+
+    // Still answering, and every refusal was counted.
+    assert_eq!(http.detect(&json!({"images": [one()]})).status, 200);
+    let requests = detect_requests(&server);
+    assert_eq!(requests("OK"), 1.0);
+    assert_eq!(requests("INVALID_ARGUMENT"), 11.0);
+}
+
+/// `oodgate_requests_total{method="http_detect"}` by code, as `/metrics` says now.
+fn detect_requests(server: &Server) -> impl Fn(&str) -> f64 {
+    let metrics = server.metrics();
+    move |code| {
+        metric(
+            &metrics,
+            &format!(r#"oodgate_requests_total{{method="http_detect",code="{code}"}}"#),
+        )
+    }
+}
+
+/// What one JSON verdict has wrong, if anything, against what its image must get (as
+/// `check` in bad_input.rs asks of a gRPC verdict): a judged image has an outcome, a
+/// class and LOF evidence; a bad one an error saying every part of `says`, and nothing
+/// judged.
+fn wrong_verdict(verdict: &Value, id: &str, says: Option<&[&str]>) -> Option<String> {
+    if verdict["id"] != id {
+        return Some(format!(
+            "{id}: the verdict of {} in its place",
+            verdict["id"]
+        ));
+    }
+    match (says, verdict["outcome"].as_str()) {
+        (None, Some("classify" | "reject")) => (!verdict["lof"]["score"].is_f64()
+            || !verdict["class_index"].is_u64())
+        .then(|| format!("{id}: judged without class or LOF evidence: {verdict}")),
+        (Some(says), Some("error")) => {
+            let message = verdict["error"].as_str().unwrap_or("");
+            let unsaid: Vec<_> = says
+                .iter()
+                .filter(|part| !message.contains(*part))
+                .collect();
+            if !unsaid.is_empty() {
+                Some(format!("{id}: error {message:?} does not say {unsaid:?}"))
+            } else {
+                ["lof", "class_index", "neighbours", "model_input"]
+                    .iter()
+                    .any(|field| verdict.get(field).is_some())
+                    .then(|| format!("{id}: an error with a judgement: {verdict}"))
+            }
+        }
+        (None, _) => Some(format!("{id}: a good image got {verdict}")),
+        (Some(says), _) => Some(format!(
+            "{id}: a bad image (expected an error saying {says:?}) got {verdict}"
+        )),
+    }
+}
+
+/// The verdicts of a `POST /v1/detect` that must succeed.
+fn verdicts_of(answer: &Answer) -> Vec<Value> {
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()["verdicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no verdicts in {}", String::from_utf8_lossy(&answer.body)))
+}
+
+/// Every kind of bad image the gRPC tests send (bad_input.rs), truncated JPEGs too, in
+/// one JSON request between good images: the request succeeds, each bad image gets its
+/// own error verdict naming the problem, in its place, and the good ones are judged;
+/// each bad image alone in a request gets the same error; the server goes on serving
+/// and counts each image.
+#[test]
+fn json_detect_answers_each_bad_image_with_its_own_error() {
+    let server = Server::start(&[]);
+    let http = Http::new(&server);
+    let mut bad = bad_images();
+    bad.extend(truncated_jpegs());
+    let batch = mixed_batch(&bad);
+    let sent: Vec<_> = batch.iter().map(|(image, _)| image.clone()).collect();
+    let mixed = verdicts_of(&http.detect(&json!({ "images": images(&sent) })));
+    assert_eq!(mixed.len(), batch.len(), "one verdict per image");
+    let mut wrong: Vec<String> = mixed
+        .iter()
+        .zip(&batch)
+        .filter_map(|(verdict, (image, says))| wrong_verdict(verdict, &image.id, says.as_deref()))
+        .collect();
+
+    // Each bad image alone in a request: the same error, and the request still succeeds.
+    for b in &bad {
+        let answer = http.detect(&json!({ "images": images(std::slice::from_ref(&b.image)) }));
+        if answer.status != 200 {
+            wrong.push(format!(
+                "{} alone: {} {}",
+                b.image.id,
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
+            continue;
+        }
+        match verdicts_of(&answer).as_slice() {
+            [verdict] => wrong.extend(wrong_verdict(verdict, &b.image.id, Some(&b.says))),
+            other => wrong.push(format!("{} alone: {} verdicts", b.image.id, other.len())),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers over HTTP to the {} bad-image kinds:\n{}",
+        wrong.len(),
+        bad.len(),
+        wrong.join("\n")
+    );
+
+    // Still serving; each bad image counted as an error, twice.
+    let after = verdicts_of(&http.detect(&json!({ "images": images(&good_images(8, 0)) })));
+    assert_eq!(after.len(), 8);
+    for (verdict, n) in after.iter().zip(0..) {
+        assert_eq!(wrong_verdict(verdict, &format!("good-{n}"), None), None);
+    }
+    let metrics = server.metrics();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"oodgate_images_total{outcome="error",source="none"}"#
+        ),
+        2.0 * bad.len() as f64
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"oodgate_requests_total{method="http_detect",code="OK"}"#
+        ),
+        (bad.len() + 2) as f64
+    );
+}
+
+/// The requests gRPC refuses (bad_input.rs), as JSON: an empty or too large batch and
+/// out-of-range thresholds are 400 naming the field; so are the numbers JSON cannot
+/// carry (NaN and the infinities, sent as strings, bare words or overflowing literals);
+/// the bounds themselves are allowed; duplicate ids are echoed; a body over the limit
+/// is 413; the server goes on serving and counts every answer.
+#[test]
+fn json_detect_refuses_what_grpc_refuses_and_goes_on() {
+    let server = Server::start(&[
+        ("OODGATE_SERVER__MAX_IMAGES_PER_REQUEST", "8"),
+        ("OODGATE_SERVER__MAX_MESSAGE_BYTES", "100000"),
+    ]);
+    let http = Http::new(&server);
+    let good = |n: usize| images(&good_images(n, 0));
+    let mut refusals = 0;
+    let mut refused = |body: &str, says: &[&str]| {
+        refusals += 1;
+        let message = http.post("/v1/detect", "application/json", body).error(400);
+        for part in says {
+            assert!(
+                message.contains(part),
+                "{body:.120}...: {message:?} does not say {part:?}"
+            );
+        }
+    };
+    refused(&json!({"images": []}).to_string(), &["images", "empty"]);
+    refused(
+        &json!({ "images": good(9) }).to_string(),
+        &["images", "9 images", "limit is 8"],
+    );
+    for (field, value, shown) in [
+        ("contamination", 0.0, "got 0"),
+        ("contamination", -0.1, "got -0.1"),
+        ("contamination", 0.7, "got 0.7"),
+        ("false_rejection_rate", 0.0, "got 0"),
+        ("false_rejection_rate", 0.51, "got 0.51"),
+    ] {
+        let field_first = format!("{field}: ");
+        refused(
+            &json!({ "images": good(1), field: value }).to_string(),
+            &[&field_first, "(0, 0.5]", shown],
+        );
+    }
+    // JSON has no NaN or infinity (serde_json writes them as null); what a client may
+    // send instead is refused, naming the field.
+    for field in ["contamination", "false_rejection_rate"] {
+        for value in [
+            r#""NaN""#,
+            r#""inf""#,
+            r#""-Infinity""#,
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e999",
+            "-1e999",
+        ] {
+            let body = format!(r#"{{"{field}": {value}, "images": {}}}"#, good(1));
+            refused(&body, &[field]);
+        }
+    }
+    // The bounds themselves are allowed.
+    for (field, value) in [
+        ("contamination", 0.5),
+        ("false_rejection_rate", 0.5),
+        ("contamination", 1e-9),
+    ] {
+        let judged = verdicts_of(&http.detect(&json!({ "images": good(8), field: value })));
+        assert_eq!(judged.len(), 8, "{field} {value}");
+        for (verdict, n) in judged.iter().zip(0..) {
+            assert_eq!(wrong_verdict(verdict, &format!("good-{n}"), None), None);
+        }
+    }
+
+    // Duplicate and empty ids: allowed, echoed in order.
+    let mut same = good_images(5, 0);
+    for (image, id) in same.iter_mut().zip(["same", "same", "same", "", ""]) {
+        image.id = id.into();
+    }
+    let echoed = verdicts_of(&http.detect(&json!({ "images": images(&same) })));
+    let ids: Vec<_> = echoed.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["same", "same", "same", "", ""]);
+    assert!(
+        echoed.iter().all(|v| v["lof"]["score"].is_f64()),
+        "{echoed:?}"
+    );
+
+    // A body over `server.max_message_bytes` (100,000 here, ~270 kB sent), refused on
+    // its declared length before the upload: with `Expect: 100-continue` the body is
+    // never sent, so the answer cannot be lost to a reset connection.
+    let big = raw_image("big", 448, 448, 1, vec![0; 448 * 448]);
     let too_big = http.post_with(
         "/v1/detect",
         &[
             ("content-type", "application/json"),
             ("expect", "100-continue"),
         ],
-        &json!({ "images": too_big }).to_string(),
+        &json!({ "images": images(&[big]) }).to_string(),
     );
     assert!(too_big.error(413).contains("server.max_message_bytes"));
-    http.get("/v1/detect").error(405);
 
-    // Still answering, and every refusal was counted.
-    assert_eq!(http.detect(&json!({"images": [one()]})).status, 200);
-    let metrics = String::from_utf8(http.get("/metrics").body).unwrap();
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-    };
+    // Still serving, and every answer counted.
     assert_eq!(
-        value(r#"oodgate_requests_total{method="http_detect",code="OK"}"#),
-        1.0
+        verdicts_of(&http.detect(&json!({ "images": good(8) }))).len(),
+        8
     );
-    assert_eq!(
-        value(r#"oodgate_requests_total{method="http_detect",code="INVALID_ARGUMENT"}"#),
-        14.0
-    );
-    assert_eq!(
-        value(r#"oodgate_requests_total{method="http_detect",code="RESOURCE_EXHAUSTED"}"#),
-        1.0
-    );
+    let requests = detect_requests(&server);
+    assert_eq!(requests("INVALID_ARGUMENT"), f64::from(refusals));
+    assert_eq!(requests("RESOURCE_EXHAUSTED"), 1.0);
+    assert_eq!(requests("OK"), 5.0);
 }

@@ -6,9 +6,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oodgate_e2e::{Server, binary, python, run, workspace};
+use oodgate_e2e::{
+    Server, binary, data, detect_request, metric, python, raw_image, run, runtime, workspace,
+};
 use oodgate_proto::v1;
-use oodgate_replay::{Answer, ReplayOptions, ReplaySet, Summary, Threshold};
+use oodgate_replay::{Answer, ReplayOptions, ReplaySet, Threshold};
 use tonic::Code;
 
 /// The model `oodgate serve` serves by default.
@@ -22,14 +24,6 @@ fn default_model_name() -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
-fn data() -> oodgate_datasets::DataDir {
-    oodgate_datasets::DataDir::from_env().expect("datasets (set OODGATE_DATA_DIR or run make data)")
 }
 
 fn three_sets() -> Arc<Vec<ReplaySet>> {
@@ -65,7 +59,6 @@ fn replay_through_the_server_matches_eval_to_the_image() {
 
     let server = Server::start(&[("OODGATE_INDEX__SEARCH", "exact")]);
     let sets = three_sets();
-    let rt = runtime();
     for at in space["at"].as_array().unwrap() {
         let contamination = at["contamination"].as_f64().unwrap();
         let options = ReplayOptions {
@@ -74,14 +67,7 @@ fn replay_through_the_server_matches_eval_to_the_image() {
             threshold: Some(Threshold::Contamination(contamination)),
             ..ReplayOptions::default()
         };
-        let replay = rt
-            .block_on(oodgate_replay::replay(
-                &server.endpoint,
-                sets.clone(),
-                options,
-            ))
-            .unwrap();
-        let summary = Summary::new(&replay, &sets, None);
+        let summary = server.replay(&sets, options);
         println!("contamination {contamination}:\n{}", summary.markdown());
         assert_eq!(summary.search_mode, "exact");
         let by_name: HashMap<_, _> = summary.sets.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -112,18 +98,6 @@ fn replay_through_the_server_matches_eval_to_the_image() {
     let log = server.log_text();
     let status = server.terminate();
     assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
-}
-
-fn raw_image(id: &str, width: u32, height: u32, channels: u32, pixels: Vec<u8>) -> v1::Image {
-    v1::Image {
-        id: id.into(),
-        data: Some(v1::image::Data::Raw(v1::RawPixels {
-            width,
-            height,
-            channels,
-            pixels,
-        })),
-    }
 }
 
 /// Many streams at once, batches of random sizes with bad images mixed in: every id
@@ -211,9 +185,7 @@ fn unary_info_health_reflection_and_refusals() {
     let server = Server::start(&[]);
     let mnist = data().mnist(oodgate_datasets::Split::Test).unwrap();
     runtime().block_on(async {
-        let mut client = oodgate_replay::replay::connect(&server.endpoint)
-            .await
-            .unwrap();
+        let mut client = server.client().await;
         let info = client
             .get_model_info(v1::GetModelInfoRequest {})
             .await
@@ -257,11 +229,8 @@ fn unary_info_health_reflection_and_refusals() {
         }
         let response = client
             .detect(v1::DetectRequest {
-                images,
-                threshold: Some(v1::Threshold {
-                    kind: Some(v1::threshold::Kind::FalseRejectionRate(0.5)),
-                }),
                 source: "test".into(),
+                ..detect_request(images, Some(v1::threshold::Kind::FalseRejectionRate(0.5)))
             })
             .await
             .unwrap()
@@ -320,13 +289,10 @@ fn unary_info_health_reflection_and_refusals() {
         let empty = refused(v1::DetectRequest::default()).await;
         assert_eq!(empty.code(), Code::InvalidArgument);
         assert!(empty.message().contains("images"), "{}", empty.message());
-        let bad_threshold = refused(v1::DetectRequest {
-            images: vec![raw_image("a", 28, 28, 1, mnist.image(0).to_vec())],
-            threshold: Some(v1::Threshold {
-                kind: Some(v1::threshold::Kind::Contamination(0.7)),
-            }),
-            source: String::new(),
-        })
+        let bad_threshold = refused(detect_request(
+            vec![raw_image("a", 28, 28, 1, mnist.image(0).to_vec())],
+            Some(v1::threshold::Kind::Contamination(0.7)),
+        ))
         .await;
         assert_eq!(bad_threshold.code(), Code::InvalidArgument);
         assert!(
@@ -396,9 +362,7 @@ fn a_full_queue_answers_resource_exhausted_then_recovers() {
         ..Default::default()
     };
     runtime().block_on(async {
-        let client = oodgate_replay::replay::connect(&server.endpoint)
-            .await
-            .unwrap();
+        let client = server.client().await;
         let calls: Vec<_> = (0..16)
             .map(|_| {
                 let mut client = client.clone();
@@ -451,15 +415,9 @@ fn python_grpcio_client_gets_verdicts() {
 #[test]
 fn http_side_serves_health_and_metrics() {
     let server = Server::start(&[("OODGATE_SERVER__SOURCES", "mnist,fashion-mnist")]);
-    let get = |path: &str| {
-        let mut response = ureq::get(&format!("http://{}{path}", server.http))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        response.body_mut().read_to_string().unwrap()
-    };
-    assert_eq!(get("/healthz").trim(), "ok");
-    assert_eq!(get("/readyz").trim(), "ready");
-    let before = get("/metrics");
+    assert_eq!(server.http_get("/healthz").trim(), "ok");
+    assert_eq!(server.http_get("/readyz").trim(), "ready");
+    let before = server.metrics();
     // Zero series for configured sources exist before any traffic (exact rate() later).
     assert!(
         before.contains(r#"oodgate_images_total{outcome="rejected",source="fashion-mnist"} 0"#),
@@ -469,21 +427,9 @@ fn http_side_serves_health_and_metrics() {
     let mut mnist = ReplaySet::load("mnist", &data()).unwrap();
     mnist.truncate(300);
     let sets = Arc::new(vec![mnist]);
-    let replay = runtime()
-        .block_on(oodgate_replay::replay(
-            &server.endpoint,
-            sets.clone(),
-            ReplayOptions::default(),
-        ))
-        .unwrap();
-    let summary = Summary::new(&replay, &sets, None);
-    let metrics = get("/metrics");
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-    };
+    let summary = server.replay(&sets, ReplayOptions::default());
+    let metrics = server.metrics();
+    let value = |series: &str| metric(&metrics, series);
     let accepted = summary.sets[0].accepted as f64;
     assert_eq!(
         value(r#"oodgate_images_total{outcome="classified",source="mnist"}"#),
