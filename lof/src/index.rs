@@ -30,6 +30,19 @@ pub enum SearchMode {
     },
 }
 
+/// How a build finds each training point's own k neighbours (for kdist and lrd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingNeighbours {
+    /// Exact all-pairs search: scikit-learn's answer; its cost grows with n squared.
+    Exact,
+    /// Searched on the HNSW graph with this width, once the graph is built: for
+    /// training sets where the all-pairs pass takes too long.
+    Graph {
+        /// Search width.
+        ef: usize,
+    },
+}
+
 /// One of a query's nearest training points, as evidence for its verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbour {
@@ -93,6 +106,39 @@ pub struct LofIndex {
     recall: Option<RecallReport>,
 }
 
+/// Each training point's k nearest other training points as the graph finds them
+/// (itself dropped by id), or by exact search where the graph reaches too few points.
+fn graph_training_neighbours(
+    graph: &Graph,
+    exact: &ExactIndex,
+    k: usize,
+    ef: usize,
+) -> NeighbourLists {
+    let data = exact.data();
+    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..data.nrows())
+        .into_par_iter()
+        .map(|p| {
+            let q = data.row(p);
+            let q = q.to_slice().expect("standard layout");
+            let found = graph.search(data, q, k + 1, ef);
+            let mut ranked = crate::exact::rank_exact(data, q, &found, k + 1);
+            match ranked.iter().position(|&(_, id)| id as usize == p) {
+                Some(at) => {
+                    ranked.remove(at);
+                }
+                None => ranked.truncate(k),
+            }
+            if ranked.len() < k {
+                let lists = exact.search_training_rows(&[p], k);
+                return (lists.all_ids().to_vec(), lists.all_dists().to_vec());
+            }
+            ranked.into_iter().map(|(sq, id)| (id, sq.sqrt())).unzip()
+        })
+        .collect();
+    let (ids, dists): (Vec<Vec<u32>>, Vec<Vec<f64>>) = rows.into_iter().unzip();
+    NeighbourLists::new(k, ids.concat(), dists.concat())
+}
+
 impl std::fmt::Debug for LofIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LofIndex")
@@ -116,6 +162,29 @@ impl LofIndex {
         dim: usize,
         k: usize,
         hnsw_params: HnswParams,
+        progress: bool,
+    ) -> Result<(Self, BuildReport), LofError> {
+        Self::build_with(
+            embeddings,
+            labels,
+            dim,
+            k,
+            hnsw_params,
+            TrainingNeighbours::Exact,
+            progress,
+        )
+    }
+
+    /// [`LofIndex::build`], with the training points' own neighbours found as `training`
+    /// says. With [`TrainingNeighbours::Graph`] the graph is built first, and the recall
+    /// check compares it with exact search on [`RECALL_SAMPLE`] points.
+    pub fn build_with(
+        embeddings: Vec<f32>,
+        labels: Vec<u8>,
+        dim: usize,
+        k: usize,
+        hnsw_params: HnswParams,
+        training: TrainingNeighbours,
         progress: bool,
     ) -> Result<(Self, BuildReport), LofError> {
         let started = Instant::now();
@@ -145,13 +214,33 @@ impl LofIndex {
             .map_err(|e| LofError::InvalidInput(e.to_string()))?;
         let exact = ExactIndex::new(data);
 
+        let build_graph = || -> Result<(Builder, Graph, Duration), LofError> {
+            let t = Instant::now();
+            let bar = progress.then(|| progress_bar(n, "HNSW graph"));
+            let builder = Builder::build(exact.data(), &hnsw_params, bar.as_ref());
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            let graph = builder.export()?;
+            Ok((builder, graph, t.elapsed()))
+        };
         let t = Instant::now();
-        let bar = progress.then(|| progress_bar(n, "exact kNN"));
-        let neighbours = exact.search_training(k, bar.as_ref());
-        if let Some(bar) = bar {
-            bar.finish();
-        }
-        let knn = t.elapsed();
+        let (neighbours, (builder, graph, graph_time)) = match training {
+            TrainingNeighbours::Exact => {
+                let bar = progress.then(|| progress_bar(n, "exact kNN"));
+                let neighbours = exact.search_training(k, bar.as_ref());
+                if let Some(bar) = bar {
+                    bar.finish();
+                }
+                (neighbours, build_graph()?)
+            }
+            TrainingNeighbours::Graph { ef } => {
+                let built = build_graph()?;
+                let neighbours = graph_training_neighbours(&built.1, &exact, k, ef);
+                (neighbours, built)
+            }
+        };
+        let knn = t.elapsed().saturating_sub(graph_time);
 
         let t = Instant::now();
         let kdist = score::kdist(&neighbours);
@@ -160,27 +249,21 @@ impl LofIndex {
         let lof = t.elapsed();
 
         let t = Instant::now();
-        let bar = progress.then(|| progress_bar(n, "HNSW graph"));
-        let builder = Builder::build(exact.data(), &hnsw_params, bar.as_ref());
-        if let Some(bar) = bar {
-            bar.finish();
-        }
-        let graph = builder.export()?;
-        let graph_time = t.elapsed();
-
-        let t = Instant::now();
         let points = sample_points(n, RECALL_SAMPLE);
-        let truth = NeighbourLists::new(
-            k,
-            points
-                .iter()
-                .flat_map(|&p| neighbours.ids(p).to_vec())
-                .collect(),
-            points
-                .iter()
-                .flat_map(|&p| neighbours.dists(p).to_vec())
-                .collect(),
-        );
+        let truth = match training {
+            TrainingNeighbours::Exact => NeighbourLists::new(
+                k,
+                points
+                    .iter()
+                    .flat_map(|&p| neighbours.ids(p).to_vec())
+                    .collect(),
+                points
+                    .iter()
+                    .flat_map(|&p| neighbours.dists(p).to_vec())
+                    .collect(),
+            ),
+            TrainingNeighbours::Graph { .. } => exact.search_training_rows(&points, k),
+        };
         let ef = hnsw_params.ef_search;
         let data = exact.data();
         let recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {

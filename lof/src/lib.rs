@@ -26,7 +26,9 @@ pub use artifact::{ArtifactHeader, FORMAT_VERSION, read_header};
 pub use error::LofError;
 pub use exact_lof::ExactLof;
 pub use hnsw::{HnswParams, RecallReport};
-pub use index::{BuildReport, LofIndex, Neighbour, QueryResult, RECALL_SAMPLE, SearchMode};
+pub use index::{
+    BuildReport, LofIndex, Neighbour, QueryResult, RECALL_SAMPLE, SearchMode, TrainingNeighbours,
+};
 pub use neighbours::NeighbourLists;
 pub use score::{Decision, Verdict, decide};
 

@@ -53,3 +53,32 @@ fn recall_is_high_on_clustered_data() {
     println!("held-out recall@{k} at ef 64: {recall:.4}; identical scores: {same_score}/500");
     assert!(recall >= 0.9);
 }
+
+#[test]
+fn training_neighbours_from_the_graph_agree_with_exact_ones() {
+    use oodgate_lof::TrainingNeighbours;
+    let (n, d, k) = (4000, 32, 10);
+    let (data, labels) = common::clustered(n, d, 20, 0.35, 22);
+    let params = HnswParams::default();
+    let (exact, _) = LofIndex::build(data.clone(), labels.clone(), d, k, params, false).unwrap();
+    let (graph, report) = LofIndex::build_with(
+        data,
+        labels,
+        d,
+        k,
+        params,
+        TrainingNeighbours::Graph { ef: 64 },
+        false,
+    )
+    .unwrap();
+    assert!(report.recall.recall >= 0.9, "{:?}", report.recall);
+    let same = exact
+        .kdist()
+        .iter()
+        .zip(graph.kdist())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(same as f64 >= 0.95 * n as f64, "{same} of {n} kdist equal");
+    // Where the graph missed a neighbour, the k-th distance can only grow.
+    assert!(exact.kdist().iter().zip(graph.kdist()).all(|(e, g)| g >= e));
+}
