@@ -21,6 +21,10 @@ use rayon::prelude::*;
 use crate::neighbours::NeighbourLists;
 use crate::projection::Projection;
 
+/// Fewest query rows a batch is split into per thread: below this the GEMM's packing
+/// of each training tile costs more than the parallelism gains.
+const MIN_BLOCK_ROWS: usize = 16;
+
 /// Query rows per parallel work item and training columns per GEMM tile.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Blocking {
@@ -192,11 +196,18 @@ impl ExactIndex {
         let keep = self.keep(k, available);
         let screened = self.projected.as_ref().map(|(p, _)| p.apply(queries));
         let screen_q = screened.as_ref().map_or(queries, |s| s.view());
-        let starts: Vec<usize> = (0..b).step_by(blocking.query_rows.max(1)).collect();
+        // A batch smaller than one block per thread is split so every thread works (a
+        // service batch of 256 would otherwise keep one core busy and leave the other).
+        let rows_per_block = blocking
+            .query_rows
+            .min(b.div_ceil(rayon::current_num_threads()))
+            .max(MIN_BLOCK_ROWS.min(blocking.query_rows))
+            .max(1);
+        let starts: Vec<usize> = (0..b).step_by(rows_per_block).collect();
         let mut ranked: Vec<Ranked> = starts
             .par_iter()
             .flat_map_iter(|&start| {
-                let end = (start + blocking.query_rows).min(b);
+                let end = (start + rows_per_block).min(b);
                 let rows: Vec<usize> = (start..end).collect();
                 let out = self.search_block(
                     screen_q.slice(s![start..end, ..]),

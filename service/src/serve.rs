@@ -83,9 +83,14 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
             AdminServer::new(AdminService::new(reloader.clone())),
             token.clone(),
         ))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
+        // Without TCP_NODELAY a unary response's last frame waits for the client's
+        // delayed ACK: measured 44 ms p50 for one image instead of about 2 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            },
+        );
 
     let http_addr: SocketAddr = config.server.http_addr.parse()?;
     let http_listener = std::net::TcpListener::bind(http_addr)
