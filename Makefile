@@ -27,11 +27,14 @@ test: setup-test data
 	$(WITH_ORT) $(CARGO) test --release --workspace
 	$(VENV)/bin/python -m pytest -q train/tests
 	scripts/deny.sh
+	$(WITH_ORT) $(OODGATE) bench --quick --python $(VENV)/bin/python --work target/bench-quick \
+		--out target/bench-quick/BENCHMARKS.md --command "make test (oodgate bench --quick)"
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# The performance harness (not part of `make test`; about 10 minutes on 2 cores): writes
-# BENCHMARKS.md, raw numbers in target/bench/results.json. Needs the test venv (Keras,
-# scikit-learn) for the comparison with the seed's stack.
+# The performance harness (about 25 minutes on 2 cores; `make test` runs it with --quick,
+# which checks that it works without judging timings): writes BENCHMARKS.md, raw numbers
+# in target/bench/results.json. Needs the test venv (Keras, scikit-learn) for the
+# comparison with the seed's stack.
 bench: setup-test data
 	$(WITH_ORT) $(OODGATE) bench --python $(VENV)/bin/python $(BENCH_FLAGS)
 

@@ -9,7 +9,11 @@
 //! embed + LOF back to back; (2) LOF against scikit-learn (Python, same embeddings);
 //! (3) the seed's stack, Keras + scikit-learn (Python, same images); (4, 5) the
 //! service binary over loopback gRPC: start-up, streaming, unary latency, peak RSS;
-//! index build time.
+//! index build time; (6) how LOF cost grows with the index ([`scaling`]).
+//! `--quick` runs every stage on small inputs, so CI can check that the harness works
+//! (its timings are not judged).
+
+mod scaling;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -28,24 +32,60 @@ use oodgate_lof::index::SearchMode;
 use oodgate_replay::{ReplayOptions, ReplaySet};
 use serde_json::{Value, json};
 
+/// What `oodgate bench` measures and where it writes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    pub config_file: Option<PathBuf>,
-    /// Markdown report.
+    /// The Markdown report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
-    /// Scratch folder (embeddings, Python results, logs, results.json).
+    /// Scratch folder (exported embeddings, Python results, server log, results.json).
+    #[arg(long, default_value = "target/bench")]
     pub work: PathBuf,
+    /// Python with TensorFlow/Keras and scikit-learn.
+    #[arg(long, default_value = ".venv/bin/python")]
     pub python: PathBuf,
+    #[arg(long, default_value = "bench/seed_stack.py")]
     pub seed_script: PathBuf,
     /// MNIST test images per batch size in the ONNX Runtime sweep.
+    #[arg(long, default_value_t = 5000)]
     pub ort_images: usize,
-    /// Single-image calls (unary and in-process).
+    /// Single-image calls, unary gRPC and in-process.
+    #[arg(long, default_value_t = 300)]
     pub single: usize,
-    /// Single-image calls of the seed stack.
+    /// Single-image calls of the Keras + scikit-learn stack.
+    #[arg(long, default_value_t = 100)]
     pub seed_single: usize,
+    /// Training set sizes of the scaling section (synthetic beyond the real 60,000).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 60_000, 240_000, 1_000_000])]
+    pub scaling_sizes: Vec<usize>,
+    /// Test-set queries in the scaling section (an even sample of the 30,000).
+    #[arg(long, default_value_t = 3000)]
+    pub scaling_queries: usize,
+    /// Every stage on small inputs (for CI: checks that the harness runs, in minutes).
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long)]
     pub skip_seed: bool,
+    #[arg(long)]
     pub skip_index_build: bool,
     /// The command shown in the report.
+    #[arg(long, default_value = "make bench")]
     pub command: String,
+}
+
+impl BenchOptions {
+    /// `--quick` shrinks every sample; the report says so.
+    fn effective(&self) -> Self {
+        let mut o = self.clone();
+        if o.quick {
+            o.ort_images = o.ort_images.min(600);
+            o.single = o.single.min(30);
+            o.seed_single = o.seed_single.min(5);
+            o.scaling_sizes = vec![2_000, 5_000];
+            o.scaling_queries = o.scaling_queries.min(600);
+        }
+        o
+    }
 }
 
 const BATCH_SIZES: [usize; 6] = [1, 8, 32, 64, 128, 256];
@@ -180,14 +220,14 @@ struct Server {
 }
 
 fn start_server(
-    options: &BenchOptions,
+    config_file: Option<&Path>,
     log_path: &Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(&exe);
     command.envs(env.iter().copied());
-    if let Some(file) = &options.config_file {
+    if let Some(file) = config_file {
         command.arg("--config").arg(file);
     }
     command
@@ -277,8 +317,13 @@ pub fn rewrite(results: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
+pub fn run(
+    config: &Config,
+    config_file: Option<&Path>,
+    options: &BenchOptions,
+) -> anyhow::Result<()> {
     let run_started = Instant::now();
+    let options = &options.effective();
     std::fs::create_dir_all(&options.work)?;
     let work = options.work.canonicalize()?;
     let mut log = Log { loads: Vec::new() };
@@ -287,6 +332,16 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
     log.stage("load model and index");
     let detector = Detector::from_config(config)?;
     let dim = detector.embedder.embedding_dim;
+    // The search mode the report compares with the configured one.
+    let (alternative, alternative_name) = match detector.search {
+        SearchMode::Exact => (
+            SearchMode::Hnsw {
+                ef: detector.index.hnsw_params().ef_search,
+            },
+            "hnsw",
+        ),
+        SearchMode::Hnsw { .. } => (SearchMode::Exact, "exact"),
+    };
     let per = detector.embedder.input.len();
     r.insert(
         "model".into(),
@@ -383,7 +438,7 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
     log.stage("LOF alone");
     let ort_queries = queries.slice(ndarray::s![..ort_n, ..]);
     let mut lof_alone = Vec::new();
-    for mode in [detector.search, SearchMode::Exact] {
+    for mode in [detector.search, alternative] {
         for chunk_size in [1, STREAM_BATCH, best_batch] {
             let n = if chunk_size == 1 {
                 ort_n.min(500)
@@ -531,7 +586,7 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
 
     // ---- 1d, 3, 4, 5. The service over loopback gRPC ------------------------------------
     log.stage("start the service (saved index)");
-    let server = start_server(options, &work.join("serve.log"), &[])?;
+    let server = start_server(config_file, &work.join("serve.log"), &[])?;
     let pid = server.child.id();
     eprintln!(
         "  SERVING after {:.2} s at {}",
@@ -678,17 +733,21 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
     );
     r.insert("in_process_single_ms".into(), in_process_stats);
 
-    // The same stream against a server searching exactly (index.search = "exact").
-    log.stage("pipeline limit with exact search");
-    let exact_limit = pipeline_limit_mode(&detector, &pixels, per, best_batch, SearchMode::Exact)?;
-    eprintln!("  {exact_limit:.0} images/s");
-    log.stage("service with exact search: start and stream");
+    // The same stream against a server with the other search mode.
+    log.stage("pipeline limit with the other search mode");
+    let alt_limit = pipeline_limit_mode(&detector, &pixels, per, best_batch, alternative)?;
+    eprintln!("  {alt_limit:.0} images/s");
+    log.stage("service with the other search mode: start and stream");
+    let alt_scores = lof_runs
+        .iter()
+        .find(|run| run.1 == alternative)
+        .map(|run| run.3.clone());
     let server = start_server(
-        options,
-        &work.join("serve-exact.log"),
-        &[("OODGATE_INDEX__SEARCH", "exact")],
+        config_file,
+        &work.join("serve-alternative.log"),
+        &[("OODGATE_INDEX__SEARCH", alternative_name)],
     )?;
-    let exact_service = (|| -> anyhow::Result<Value> {
+    let alt_service = (|| -> anyhow::Result<Value> {
         let endpoint = server.endpoint.clone();
         rt.block_on(oodgate_replay::replay(
             &endpoint,
@@ -702,23 +761,26 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
         ))?;
         let rate = total as f64 / replay.elapsed.as_secs_f64();
         eprintln!("  {rate:.0} images/s");
-        let same = replay
-            .answers
-            .iter()
-            .flat_map(|a| a.iter().map(|x| x.score()))
-            .zip(&exact_scores)
-            .filter(|(s, h)| s.is_some_and(|s| (s - **h).abs() <= 1e-9 * h.abs()))
-            .count();
+        let same = alt_scores.as_ref().map(|scores| {
+            replay
+                .answers
+                .iter()
+                .flat_map(|a| a.iter().map(|x| x.score()))
+                .zip(scores)
+                .filter(|(s, h)| s.is_some_and(|s| (s - **h).abs() <= 1e-9 * h.abs()))
+                .count()
+        });
         Ok(
-            json!({"startup_seconds": server.startup.as_secs_f64(), "images": total,
-                  "pipeline_limit_images_per_second": exact_limit,
+            json!({"search": format!("{alternative:?}"), "setting": alternative_name,
+                  "startup_seconds": server.startup.as_secs_f64(), "images": total,
+                  "pipeline_limit_images_per_second": alt_limit,
                   "seconds": replay.elapsed.as_secs_f64(), "images_per_second": rate,
                   "request_latency_ms": latency_stats(&replay.latencies),
                   "scores_identical_to_in_process": same}),
         )
     })();
     stop_server(server)?;
-    r.insert("service_exact".into(), exact_service?);
+    r.insert("service_alternative".into(), alt_service?);
 
     // ---- 5b. Index build --------------------------------------------------------------
     if !options.skip_index_build {
@@ -726,7 +788,7 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
         let exe = std::env::current_exe()?;
         let out = work.join("index-build.lof");
         let mut command = Command::new(&exe);
-        if let Some(file) = &options.config_file {
+        if let Some(file) = config_file {
             command.arg("--config").arg(file);
         }
         let started = Instant::now();
@@ -745,6 +807,24 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
             json!({"seconds": seconds, "output": String::from_utf8_lossy(&output.stdout).trim()}),
         );
     }
+
+    // ---- 6. How cost grows with the index ----------------------------------------------
+    log.stage("scaling: LOF query, build and size against index size");
+    let step = (total / options.scaling_queries.max(1)).max(1);
+    let sample: Vec<usize> = (0..total).step_by(step).collect();
+    let scaling_queries = queries.select(ndarray::Axis(0), &sample);
+    r.insert(
+        "scaling".into(),
+        scaling::run(
+            detector.index.embeddings(),
+            detector.index.labels(),
+            scaling_queries.view(),
+            &options.scaling_sizes,
+            detector.index.k(),
+            CONTAMINATION,
+            &work,
+        )?,
+    );
     log.stage("done");
 
     r.insert(
@@ -767,6 +847,7 @@ pub fn run(config: &Config, options: &BenchOptions) -> anyhow::Result<()> {
         json!(run_started.elapsed().as_secs_f64()),
     );
     r.insert("command".into(), json!(options.command));
+    r.insert("quick".into(), json!(options.quick));
     let results = Value::Object(r);
     std::fs::write(
         work.join("results.json"),
@@ -807,7 +888,9 @@ pub fn markdown(r: &Value) -> String {
         .find(|row| row["search"].as_str() == Some(configured));
     let exact_row = lof.iter().find(|row| row["mode"] == "exact");
     let seed = &r["seed"];
-    let ex = &r["service_exact"];
+    let ex = &r["service_alternative"];
+    let ex_setting = ex["setting"].as_str().unwrap_or("?");
+    let ex_search = ex["search"].as_str().unwrap_or("?");
 
     s += "# Benchmarks\n\n";
     s += &format!(
@@ -820,6 +903,9 @@ pub fn markdown(r: &Value) -> String {
         f(&r["total_seconds"]),
         m["git"].as_str().unwrap_or("?"),
     );
+    if r["quick"].as_bool() == Some(true) {
+        s += "**Quick run (`--quick`): small samples everywhere, to check that the harness works; not a measurement to quote.**\n\n";
+    }
     s += "Every headline figure is a **ratio** of two things measured side by side in this one run, on the same images, \
           because the machine may be busy with other work (absolute rates below move with the load; ratios much less). \
           Load average (1, 5, 15 min) at each stage:\n\n";
@@ -887,18 +973,27 @@ pub fn markdown(r: &Value) -> String {
         f(&local["p99"]),
         met(x <= 1.5)
     );
+    if let Some((n, row)) = scaling_goal(&r["scaling"]) {
+        s += &format!(
+            "| at {n} embeddings: exact LOF search time / HNSW LOF search time, at verdict agreement >= 99 % ({}) | >= 50x | {:.1}x at {:.2} % | {} |\n",
+            row["search"].as_str().unwrap_or("?"),
+            f(&row["speedup_vs_exact"]),
+            100.0 * f(&row["agreement_with_exact"]),
+            met(f(&row["speedup_vs_exact"]) >= 50.0 && f(&row["agreement_with_exact"]) >= 0.99)
+        );
+    }
     if !ex.is_null() {
         let es = f(&ex["images_per_second"]);
         let el = f(&ex["pipeline_limit_images_per_second"]);
         s += &format!(
-            "| *not the default:* service with `index.search = \"exact\"` / in-process pipeline limit with exact search | >= 0.9 | {:.2} ({es:.0} / {el:.0} images/s) | {} |\n",
+            "| *not the default:* service with `index.search = \"{ex_setting}\"` / in-process pipeline limit with {ex_search} | >= 0.9 | {:.2} ({es:.0} / {el:.0} images/s) | {} |\n",
             es / el,
             met(es / el >= 0.9)
         );
         if !seed.is_null() {
             let x = es / f(&seed["batch_images_per_second"]);
             s += &format!(
-                "| *not the default:* oodgate streaming with exact search / Keras + scikit-learn batch job | >= 2x | {x:.1}x ({es:.0} / {:.0}) | {} |\n",
+                "| *not the default:* oodgate streaming with {ex_search} / Keras + scikit-learn batch job | >= 2x | {x:.1}x ({es:.0} / {:.0}) | {} |\n",
                 f(&seed["batch_images_per_second"]),
                 met(x >= 2.0)
             );
@@ -966,8 +1061,8 @@ pub fn markdown(r: &Value) -> String {
 
     if !ex.is_null() {
         s += &format!(
-            "The same with exact search (`OODGATE_INDEX__SEARCH=exact`, a second server, started in {:.2} s): pipeline limit {:.0} images/s \
-             (measured just before), service {:.0} images/s ({:.1} s); scores identical to in-process exact search: {} of {}.\n\n",
+            "The same with {ex_search} (`OODGATE_INDEX__SEARCH={ex_setting}`, a second server, started in {:.2} s): pipeline limit {:.0} images/s \
+             (measured just before), service {:.0} images/s ({:.1} s); scores identical to in-process {ex_search}: {} of {}.\n\n",
             f(&ex["startup_seconds"]),
             f(&ex["pipeline_limit_images_per_second"]),
             f(&ex["images_per_second"]),
@@ -1075,7 +1170,7 @@ pub fn markdown(r: &Value) -> String {
     );
     if !ex.is_null() {
         s += &lat_row(
-            "streaming load, exact-search server: per request of 16 images",
+            &format!("streaming load, server with {ex_search}: per request of 16 images"),
             &ex["request_latency_ms"],
         );
     }
@@ -1113,6 +1208,7 @@ pub fn markdown(r: &Value) -> String {
         f(&r["service"]["vm_hwm_kb_after_stream"]) / 1024.0,
         f(&r["service"]["vm_hwm_kb"]) / 1024.0,
     );
+    s += &scaling_markdown(&r["scaling"]);
     s += "\n## Method and caveats\n\n\
           - All figures come from one `oodgate bench` run; `target/bench/results.json` holds the raw numbers. \
           Ratios pair measurements taken minutes apart at most; the load average above shows how much other work shared the 2 cores.\n\
@@ -1123,5 +1219,95 @@ pub fn markdown(r: &Value) -> String {
           - The seed stack's batch figure adds three separately timed parts; its Keras weights are fresh (see section 3).\n\
           - On a shared machine one run is one sample: tail latencies (p99) and ratios near their goal can move between runs; \
           rerun `make bench` before drawing a conclusion from them.\n";
+    s
+}
+
+/// The largest size's fastest HNSW row that still agrees with exact search on >= 99 % of
+/// verdicts (or, if none does, its most accurate one).
+fn scaling_goal(scaling: &Value) -> Option<(u64, Value)> {
+    let largest = scaling["sizes"].as_array()?.last()?;
+    let build = if largest["exact_build"].is_null() {
+        &largest["graph_build"]
+    } else {
+        &largest["exact_build"]
+    };
+    let hnsw: Vec<&Value> = build["modes"]
+        .as_array()?
+        .iter()
+        .filter(|m| !m["ef"].is_null())
+        .collect();
+    let pick = hnsw
+        .iter()
+        .filter(|m| f(&m["agreement_with_exact"]) >= 0.99)
+        .max_by(|a, b| f(&a["speedup_vs_exact"]).total_cmp(&f(&b["speedup_vs_exact"])))
+        .or_else(|| {
+            hnsw.iter().max_by(|a, b| {
+                f(&a["agreement_with_exact"]).total_cmp(&f(&b["agreement_with_exact"]))
+            })
+        })?;
+    Some((largest["points"].as_u64()?, (*pick).clone()))
+}
+
+fn scaling_markdown(scaling: &Value) -> String {
+    let mut s = String::from("\n## 6. How cost grows with the index\n\n");
+    let Some(sizes) = scaling["sizes"].as_array() else {
+        return s + "Not measured in this run.\n";
+    };
+    s += &format!(
+        "LOF over training sets of growing size (k = {}), queried with {} embeddings sampled evenly from the three test sets; \
+         verdicts at contamination {}, each index with its own threshold. Up to 60,000 points the training set is the model's \
+         real training embeddings; beyond, synthetic points are added: real embeddings moved by Gaussian noise ({} of the \
+         radius over sqrt(dim) per dimension) and put back on the sphere. Up to {} points every index is built twice: with \
+         exact training neighbours (scikit-learn's fit) and with training neighbours searched on the HNSW graph (ef {}); larger \
+         ones only from the graph, since the exact all-pairs pass grows with n squared. Size is the index artifact on disk \
+         (embeddings, graph, LOF state), about what the service holds in memory. Agreement is with exact search on the same index.\n\n\
+         | points (synthetic) | build | build s | size MiB | search | queries/s | speed vs exact | agreement with exact |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        scaling["k"],
+        sizes.first().map_or(Value::Null, |r| r["queries"].clone()),
+        scaling["contamination"],
+        scaling["jitter"],
+        scaling["exact_build_max"],
+        scaling["build_ef"],
+    );
+    for size in sizes {
+        for (label, build) in [
+            ("exact neighbours", &size["exact_build"]),
+            ("graph neighbours", &size["graph_build"]),
+        ] {
+            if build.is_null() {
+                continue;
+            }
+            for mode in build["modes"].as_array().into_iter().flatten() {
+                let (speed, agree) = if mode["ef"].is_null() {
+                    ("1x".to_string(), "".to_string())
+                } else {
+                    (
+                        format!("{:.1}x", f(&mode["speedup_vs_exact"])),
+                        format!("{:.2} %", 100.0 * f(&mode["agreement_with_exact"])),
+                    )
+                };
+                s += &format!(
+                    "| {} ({}) | {label} | {:.1} | {:.1} | {} | {:.0} | {speed} | {agree} |\n",
+                    size["points"],
+                    size["synthetic"],
+                    f(&build["build_seconds"]),
+                    f(&build["artifact_bytes"]) / 1_048_576.0,
+                    mode["search"].as_str().unwrap_or("?"),
+                    f(&mode["queries_per_second"]),
+                );
+            }
+        }
+    }
+    s += "\nTaking the training neighbours from the graph instead of the exact pass changes these verdicts (both indexes searched exactly):\n\n";
+    for size in sizes {
+        if let Some(a) = size["graph_build_agreement_with_exact_build"].as_f64() {
+            s += &format!(
+                "- {} points: {:.2} % agreement\n",
+                size["points"],
+                100.0 * a
+            );
+        }
+    }
     s
 }

@@ -96,33 +96,8 @@ enum Command {
     /// The performance harness (`make bench`): limits, LOF against scikit-learn, the seed's
     /// Keras stack, the service over loopback gRPC, latency, start-up; writes BENCHMARKS.md.
     Bench {
-        /// The Markdown report.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
-        /// Scratch folder (exported embeddings, Python results, server log, results.json).
-        #[arg(long, default_value = "target/bench")]
-        work: PathBuf,
-        /// Python with TensorFlow/Keras and scikit-learn.
-        #[arg(long, default_value = ".venv/bin/python")]
-        python: PathBuf,
-        #[arg(long, default_value = "bench/seed_stack.py")]
-        seed_script: PathBuf,
-        /// MNIST test images per batch size in the ONNX Runtime sweep.
-        #[arg(long, default_value_t = 5000)]
-        ort_images: usize,
-        /// Single-image calls, unary gRPC and in-process.
-        #[arg(long, default_value_t = 300)]
-        single: usize,
-        /// Single-image calls of the Keras + scikit-learn stack.
-        #[arg(long, default_value_t = 100)]
-        seed_single: usize,
-        #[arg(long)]
-        skip_seed: bool,
-        #[arg(long)]
-        skip_index_build: bool,
-        /// The command shown in the report.
-        #[arg(long, default_value = "make bench")]
-        command: String,
+        #[command(flatten)]
+        options: bench::BenchOptions,
         /// Measure nothing: write the report again from this results.json.
         #[arg(long)]
         from_json: Option<PathBuf>,
@@ -213,38 +188,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ExportEmbeddings { out } => commands::export_embeddings(&config, &out),
         Command::Bench {
-            out,
+            options,
             from_json: Some(results),
-            ..
-        } => bench::rewrite(&results, &out),
+        } => bench::rewrite(&results, &options.out),
         Command::Bench {
-            out,
-            work,
-            python,
-            seed_script,
-            ort_images,
-            single,
-            seed_single,
-            skip_seed,
-            skip_index_build,
-            command,
+            options,
             from_json: None,
-        } => bench::run(
-            &config,
-            &bench::BenchOptions {
-                config_file: cli.config,
-                out,
-                work,
-                python,
-                seed_script,
-                ort_images,
-                single,
-                seed_single,
-                skip_seed,
-                skip_index_build,
-                command,
-            },
-        ),
+        } => bench::run(&config, cli.config.as_deref(), &options),
         Command::Data {
             action: DataAction::Fetch,
         } => {

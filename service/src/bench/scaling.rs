@@ -1,0 +1,189 @@
+//! Section 6 of the benchmark: how LOF query time, build time and index size grow with
+//! the training set, exact search against HNSW.
+//!
+//! Sizes up to the 60,000 real training embeddings use them as they are; larger ones
+//! add synthetic points: copies of real embeddings moved by Gaussian noise and put back
+//! on the embedding sphere, so the data keep the model's class structure. Queries are an
+//! even sample of the three test sets' embeddings. Up to [`EXACT_BUILD_MAX`] points the
+//! index is built both ways (exact training neighbours, and neighbours from the graph),
+//! which measures what the graph build costs in verdicts; beyond it only from the graph.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2, Axis, s};
+use oodgate_lof::{HnswParams, LofIndex, SearchMode, TrainingNeighbours};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// Largest training set built with the exact all-pairs neighbour pass (its cost grows
+/// with n squared: minutes at 240,000 on 2 cores, hours at 1,000,000).
+pub const EXACT_BUILD_MAX: usize = 240_000;
+/// HNSW widths measured at every size.
+const EFS: [usize; 3] = [32, 64, 128];
+/// Graph search width for the training neighbours of a graph build.
+const BUILD_EF: usize = 64;
+/// Noise per dimension of the synthetic copies, relative to the embedding radius over
+/// sqrt(dim): a copy moves by about a tenth of the radius, less than the distance to a
+/// real point's 20th neighbour, so copies join their class without piling up on it.
+const JITTER: f64 = 0.1;
+
+/// Training sets of `sizes` built from `real` (n x d embeddings, labels), each queried
+/// with `queries`; verdicts at `contamination`.
+pub fn run(
+    real: ArrayView2<'_, f32>,
+    labels: &[u8],
+    queries: ArrayView2<'_, f32>,
+    sizes: &[usize],
+    k: usize,
+    contamination: f64,
+    work: &Path,
+) -> anyhow::Result<Value> {
+    let artifact = work.join("scaling-index.lof");
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let (data, data_labels) = training_set(real, labels, n);
+        let mut row = json!({"points": n, "synthetic": n.saturating_sub(real.nrows()), "queries": queries.nrows()});
+
+        let exact_built = if n <= EXACT_BUILD_MAX {
+            eprintln!("  {n} points: build with exact training neighbours");
+            let (index, seconds) = build(&data, &data_labels, k, TrainingNeighbours::Exact)?;
+            row["exact_build"] = measure(&index, seconds, queries, contamination, &artifact)?;
+            Some(index)
+        } else {
+            None
+        };
+        eprintln!("  {n} points: build with training neighbours from the graph");
+        let (graph_index, seconds) = build(
+            &data,
+            &data_labels,
+            k,
+            TrainingNeighbours::Graph { ef: BUILD_EF },
+        )?;
+        row["graph_build"] = measure(&graph_index, seconds, queries, contamination, &artifact)?;
+        if let Some(exact_index) = &exact_built {
+            // What taking the training neighbours from the graph changes: verdicts of
+            // the two indexes, both searched exactly.
+            let a = verdicts(exact_index, queries, SearchMode::Exact, contamination)?;
+            let b = verdicts(&graph_index, queries, SearchMode::Exact, contamination)?;
+            row["graph_build_agreement_with_exact_build"] = json!(agreement(&a, &b));
+        }
+        eprintln!("  {n} points: {row}");
+        rows.push(row);
+    }
+    Ok(
+        json!({"k": k, "contamination": contamination, "exact_build_max": EXACT_BUILD_MAX,
+              "build_ef": BUILD_EF, "jitter": JITTER, "sizes": rows}),
+    )
+}
+
+/// The first `n` real points, or all of them plus synthetic copies.
+fn training_set(real: ArrayView2<'_, f32>, labels: &[u8], n: usize) -> (Array2<f32>, Vec<u8>) {
+    let have = real.nrows();
+    if n <= have {
+        return (real.slice(s![..n, ..]).to_owned(), labels[..n].to_vec());
+    }
+    let dim = real.ncols();
+    let radius = real
+        .axis_iter(Axis(0))
+        .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+        .sum::<f64>()
+        / have as f64;
+    let sigma = JITTER * radius / (dim as f64).sqrt();
+    let mut rng = StdRng::seed_from_u64(6);
+    let mut data = Array2::<f32>::zeros((n, dim));
+    data.slice_mut(s![..have, ..]).assign(&real);
+    let mut out_labels = labels.to_vec();
+    for i in have..n {
+        let source = real.row(i % have);
+        let moved: Vec<f64> = source
+            .iter()
+            .map(|&v| f64::from(v) + sigma * gaussian(&mut rng))
+            .collect();
+        let norm = moved.iter().map(|v| v * v).sum::<f64>().sqrt();
+        for (d, v) in moved.iter().enumerate() {
+            data[[i, d]] = (v * radius / norm) as f32;
+        }
+        out_labels.push(labels[i % have]);
+    }
+    (data, out_labels)
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut StdRng) -> f64 {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    let v: f64 = rng.random::<f64>();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+fn build(
+    data: &Array2<f32>,
+    labels: &[u8],
+    k: usize,
+    training: TrainingNeighbours,
+) -> anyhow::Result<(LofIndex, f64)> {
+    let started = Instant::now();
+    let (index, _) = LofIndex::build_with(
+        data.iter().copied().collect(),
+        labels.to_vec(),
+        data.ncols(),
+        k,
+        HnswParams::default(),
+        training,
+        false,
+    )?;
+    Ok((index, started.elapsed().as_secs_f64()))
+}
+
+/// Build time, artifact size, and query speed and verdicts per search mode.
+fn measure(
+    index: &LofIndex,
+    build_seconds: f64,
+    queries: ArrayView2<'_, f32>,
+    contamination: f64,
+    artifact: &Path,
+) -> anyhow::Result<Value> {
+    index.save(artifact, "scaling")?;
+    let bytes = std::fs::metadata(artifact)?.len();
+    std::fs::remove_file(artifact)?;
+    let started = Instant::now();
+    let exact = verdicts(index, queries, SearchMode::Exact, contamination)?;
+    let exact_seconds = started.elapsed().as_secs_f64();
+    let mut modes = vec![json!({"search": "exact", "seconds": exact_seconds,
+        "queries_per_second": queries.nrows() as f64 / exact_seconds})];
+    for ef in EFS {
+        let started = Instant::now();
+        let v = verdicts(index, queries, SearchMode::Hnsw { ef }, contamination)?;
+        let seconds = started.elapsed().as_secs_f64();
+        modes.push(
+            json!({"search": format!("HNSW ef {ef}"), "ef": ef, "seconds": seconds,
+            "queries_per_second": queries.nrows() as f64 / seconds,
+            "speedup_vs_exact": exact_seconds / seconds,
+            "agreement_with_exact": agreement(&v, &exact)}),
+        );
+    }
+    Ok(
+        json!({"build_seconds": build_seconds, "artifact_bytes": bytes,
+              "recall_at_k": index.recall().map(|r| r.recall), "modes": modes}),
+    )
+}
+
+/// Reject (true) or not per query.
+fn verdicts(
+    index: &LofIndex,
+    queries: ArrayView2<'_, f32>,
+    mode: SearchMode,
+    contamination: f64,
+) -> anyhow::Result<Vec<bool>> {
+    let offset = index.offset(contamination)?;
+    Ok(index
+        .query(queries, mode)?
+        .iter()
+        .map(|r| r.score < offset)
+        .collect())
+}
+
+fn agreement(a: &[bool], b: &[bool]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
