@@ -61,6 +61,9 @@ pub struct ModelConfig {
     pub intra_threads: usize,
     /// Graph optimisation level, 0 (none) to 3 (all).
     pub optimization_level: u8,
+    /// Let idle ONNX Runtime threads spin for the next run. Off: between runs they
+    /// would take the cores that LOF scoring, decoding and gRPC need.
+    pub intra_spinning: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +164,7 @@ impl Default for Config {
                 ort_dylib_path: PathBuf::new(),
                 intra_threads: 2,
                 optimization_level: 3,
+                intra_spinning: false,
             },
             index: IndexConfig {
                 path: PathBuf::new(),

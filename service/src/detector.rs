@@ -194,6 +194,7 @@ pub fn session_options(config: &Config) -> SessionOptions {
     SessionOptions {
         intra_threads: config.model.intra_threads,
         optimization_level: config.model.optimization_level,
+        intra_spinning: config.model.intra_spinning,
     }
 }
 

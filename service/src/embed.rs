@@ -28,6 +28,8 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     /// 0 (none) to 3 (all), as ONNX Runtime numbers them.
     pub optimization_level: u8,
+    /// Whether idle intra-op threads spin waiting for the next run.
+    pub intra_spinning: bool,
 }
 
 impl Default for SessionOptions {
@@ -35,6 +37,7 @@ impl Default for SessionOptions {
         Self {
             intra_threads: 2,
             optimization_level: 3,
+            intra_spinning: false,
         }
     }
 }
@@ -74,6 +77,8 @@ fn build_session(
         .with_intra_threads(options.intra_threads)
         .map_err(ort::Error::<()>::from)?
         .with_inter_threads(1)
+        .map_err(ort::Error::<()>::from)?
+        .with_intra_op_spinning(options.intra_spinning)
         .map_err(ort::Error::<()>::from)?
         .commit_from_file(path)
 }
