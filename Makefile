@@ -31,7 +31,7 @@ test: setup-test data
 		--out target/bench-quick/BENCHMARKS.md --command "make test (oodgate bench --quick)"
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# The performance harness (about 25 minutes on 2 cores; `make test` runs it with --quick,
+# The performance harness (about 16 minutes on 2 cores; `make test` runs it with --quick,
 # which checks that it works without judging timings): writes BENCHMARKS.md, raw numbers
 # in target/bench/results.json. Needs the test venv (Keras, scikit-learn) for the
 # comparison with the seed's stack.
