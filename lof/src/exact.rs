@@ -3,12 +3,16 @@
 //! For a block of queries Q and a tile of training points X, the squared distance is
 //! `|q|^2 + |x|^2 - 2 q.x`, and the `q.x` for the whole tile is one f32 GEMM (ndarray's
 //! `general_mat_mul`, i.e. matrixmultiply). That expansion is fast but loses precision
-//! (cancellation), so it is only used to *screen*: each row keeps its best `k + extra`
-//! candidates, whose distances are then recomputed directly in f64 (sum of squared
-//! differences, left to right, as scikit-learn's KD-tree does) and sorted by
-//! (distance, id). A rigorous bound on the screening error checks that no point left out
-//! could still be among the true k nearest; when the check fails (extremely dense ties),
-//! that row is redone by a plain f64 scan. So the result is exact, not approximate.
+//! (cancellation), so it is only used to *screen*: each row keeps its best candidates,
+//! whose distances are then computed directly in f64 (sum of squared differences, left
+//! to right, as scikit-learn's KD-tree does) and sorted by (distance, id). When the
+//! training set is nearly low-dimensional, the screening runs in a smaller space whose
+//! distances bound the true ones from below ([`crate::projection`]): 16 instead of 64
+//! dimensions for the default model. Candidates are measured in screening order until
+//! the next one's bound exceeds the k-th distance found. A rigorous bound on the
+//! screening error checks that no point left out could still be among the true k
+//! nearest; a row that fails the check is redone with more candidates, then by a plain
+//! f64 scan. So the result is exact, not approximate.
 //!
 //! Query blocks run in parallel on rayon; each walks the training points tile by tile
 //! so the GEMM output stays small (block x tile floats).
@@ -197,7 +201,7 @@ impl ExactIndex {
         let screened = self.projected.as_ref().map(|(p, _)| p.apply(queries));
         let screen_q = screened.as_ref().map_or(queries, |s| s.view());
         // A batch smaller than one block per thread is split so every thread works (a
-        // service batch of 256 would otherwise keep one core busy and leave the other).
+        // batch of 256 would otherwise keep one core busy and leave the other idle).
         let rows_per_block = blocking
             .query_rows
             .min(b.div_ceil(rayon::current_num_threads()))

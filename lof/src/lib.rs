@@ -2,11 +2,13 @@
 //!
 //! Everything that depends only on the training set (each point's exact k nearest
 //! neighbours, k-distances, local reachability densities, the sorted training scores) is
-//! computed once, exactly, by [`LofIndex::build`]. At serving time only a query's own k
+//! computed once, exactly, by [`LofIndex::build`] (or, for training sets too large for
+//! the exact all-pairs pass, from the graph by [`LofIndex::build_with`]). At serving time only a query's own k
 //! neighbours are searched, exactly or on an HNSW graph ([`SearchMode`]); HNSW recall is
 //! then the only difference from scikit-learn's `LocalOutlierFactor(novelty=True)`.
 //!
-//! Modules: [`score`] (the LOF maths), [`exact`] (exact batched kNN), [`hnsw`] (the
+//! Modules: [`score`] (the LOF maths), [`exact`] (exact batched kNN), [`projection`]
+//! (the low-dimensional space exact search screens in), [`hnsw`] (the
 //! graph: built by hnsw_rs, kept as neighbour lists, searched, recall-checked),
 //! [`artifact`] (the one-file index format), [`index`] (`LofIndex`), [`neighbours`]
 //! (kNN result lists), [`error`].
