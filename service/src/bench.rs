@@ -29,7 +29,7 @@ use oodgate::detector::Detector;
 use oodgate::preprocess::prepare_dataset;
 use oodgate_datasets::{DataDir, Dataset, Split};
 use oodgate_lof::index::SearchMode;
-use oodgate_replay::{ReplayOptions, ReplaySet};
+use oodgate_replay::{Replay, ReplayOptions, ReplaySet};
 use serde_json::{Value, json};
 
 /// What `oodgate bench` measures and where it writes.
@@ -613,38 +613,37 @@ pub fn run(
         source: Some("bench".into()),
         ..ReplayOptions::default()
     };
-    let service = (|| -> anyhow::Result<Value> {
-        let endpoint = server.endpoint.clone();
-        // Warm-up: 300 images of each set.
+    // A warm-up of 300 images of each set, then all 30,000 images.
+    let stream_all = |endpoint: &str, all: Arc<Vec<ReplaySet>>| -> anyhow::Result<Replay> {
         rt.block_on(oodgate_replay::replay(
-            &endpoint,
+            endpoint,
             replay_sets(Some(300))?,
             stream_options.clone(),
         ))?;
-        log.stage("stream the 30,000 test images");
-        let all = replay_sets(None)?;
         let replay = rt.block_on(oodgate_replay::replay(
-            &endpoint,
-            all.clone(),
+            endpoint,
+            all,
             stream_options.clone(),
         ))?;
+        eprintln!(
+            "  {:.0} images/s",
+            total as f64 / replay.elapsed.as_secs_f64()
+        );
+        Ok(replay)
+    };
+    let in_process_scores = |mode: SearchMode| {
+        lof_runs
+            .iter()
+            .find(|run| run.1 == mode)
+            .map(|run| run.3.clone())
+    };
+    let service = (|| -> anyhow::Result<Value> {
+        let endpoint = server.endpoint.clone();
+        log.stage("stream the 30,000 test images");
+        let all = replay_sets(None)?;
+        let replay = stream_all(&endpoint, all.clone())?;
         let rate = total as f64 / replay.elapsed.as_secs_f64();
-        eprintln!("  {rate:.0} images/s");
-        let hnsw_scores = &lof_runs
-            .iter()
-            .find(|r| r.1 == detector.search)
-            .map(|r| r.3.clone())
-            .unwrap_or_default();
-        let served: Vec<Option<f64>> = replay
-            .answers
-            .iter()
-            .flat_map(|a| a.iter().map(|x| x.score()))
-            .collect();
-        let same = served
-            .iter()
-            .zip(hnsw_scores)
-            .filter(|(s, h)| s.is_some_and(|s| (s - *h).abs() <= 1e-9 * h.abs()))
-            .count();
+        let same = in_process_scores(detector.search).map(|s| identical_scores(&replay, &s));
         let rss_after_stream = vm_hwm_kb(pid);
 
         log.stage("unary Detect, one image per call");
@@ -742,38 +741,15 @@ pub fn run(
     let (alt_limit, _, _) = pipeline_limit(&detector, &pixels, per, &limit_batches, alternative)?;
     eprintln!("  {alt_limit:.0} images/s");
     log.stage("service with the other search mode: start and stream");
-    let alt_scores = lof_runs
-        .iter()
-        .find(|run| run.1 == alternative)
-        .map(|run| run.3.clone());
     let server = start_server(
         config_file,
         &work.join("serve-alternative.log"),
         &[("OODGATE_INDEX__SEARCH", alternative_name)],
     )?;
     let alt_service = (|| -> anyhow::Result<Value> {
-        let endpoint = server.endpoint.clone();
-        rt.block_on(oodgate_replay::replay(
-            &endpoint,
-            replay_sets(Some(300))?,
-            stream_options.clone(),
-        ))?;
-        let replay = rt.block_on(oodgate_replay::replay(
-            &endpoint,
-            replay_sets(None)?,
-            stream_options.clone(),
-        ))?;
+        let replay = stream_all(&server.endpoint, replay_sets(None)?)?;
         let rate = total as f64 / replay.elapsed.as_secs_f64();
-        eprintln!("  {rate:.0} images/s");
-        let same = alt_scores.as_ref().map(|scores| {
-            replay
-                .answers
-                .iter()
-                .flat_map(|a| a.iter().map(|x| x.score()))
-                .zip(scores)
-                .filter(|(s, h)| s.is_some_and(|s| (s - **h).abs() <= 1e-9 * h.abs()))
-                .count()
-        });
+        let same = in_process_scores(alternative).map(|s| identical_scores(&replay, &s));
         Ok(
             json!({"search": format!("{alternative:?}"), "setting": alternative_name,
                   "startup_seconds": server.startup.as_secs_f64(), "images": total,
@@ -864,6 +840,17 @@ pub fn run(
         work.join("results.json").display()
     );
     Ok(())
+}
+
+/// How many served scores equal the in-process ones (to 1e-9 relative), in order.
+fn identical_scores(replay: &Replay, in_process: &[f64]) -> usize {
+    replay
+        .answers
+        .iter()
+        .flat_map(|a| a.iter().map(|x| x.score()))
+        .zip(in_process)
+        .filter(|(s, h)| s.is_some_and(|s| (s - *h).abs() <= 1e-9 * h.abs()))
+        .count()
 }
 
 fn f(v: &Value) -> f64 {
