@@ -200,59 +200,24 @@ impl ExactIndex {
         let keep = self.keep(k, available);
         let screened = self.projected.as_ref().map(|(p, _)| p.apply(queries));
         let screen_q = screened.as_ref().map_or(queries, |s| s.view());
-        // A batch smaller than one block per thread is split so every thread works (a
-        // batch of 256 would otherwise keep one core busy and leave the other idle).
-        let rows_per_block = blocking
-            .query_rows
-            .min(b.div_ceil(rayon::current_num_threads()))
-            .max(MIN_BLOCK_ROWS.min(blocking.query_rows))
-            .max(1);
-        let starts: Vec<usize> = (0..b).step_by(rows_per_block).collect();
-        let mut ranked: Vec<Ranked> = starts
-            .par_iter()
-            .flat_map_iter(|&start| {
-                let end = (start + rows_per_block).min(b);
-                let rows: Vec<usize> = (start..end).collect();
-                let out = self.search_block(
-                    screen_q.slice(s![start..end, ..]),
-                    queries.slice(s![start..end, ..]),
-                    exclude_self.then_some(&rows[..]),
-                    k,
-                    keep,
-                    blocking.data_cols,
-                );
-                if let Some(bar) = progress {
-                    bar.inc((end - start) as u64);
-                }
-                out
-            })
-            .collect();
+        let all: Vec<usize> = (0..b).collect();
+        let self_ids = exclude_self.then_some(&all[..]);
+        let mut ranked =
+            self.search_blocks(screen_q, queries, self_ids, k, keep, blocking, progress);
 
         // Rows the screening could not settle: once more with many more candidates
         // (a projection's bound can be loose for a few points), then a full scan.
         let unsettled: Vec<usize> = (0..b).filter(|&i| ranked[i].is_none()).collect();
         if self.projected.is_some() && keep < available && !unsettled.is_empty() {
-            let wider = (keep * 8).min(available);
-            let (sq, q) = (
-                screen_q.select(Axis(0), &unsettled),
-                queries.select(Axis(0), &unsettled),
+            let again = self.search_blocks(
+                screen_q.select(Axis(0), &unsettled).view(),
+                queries.select(Axis(0), &unsettled).view(),
+                exclude_self.then_some(&unsettled[..]),
+                k,
+                (keep * 8).min(available),
+                blocking,
+                None,
             );
-            let again: Vec<Ranked> = (0..unsettled.len())
-                .step_by(blocking.query_rows.max(1))
-                .collect::<Vec<_>>()
-                .par_iter()
-                .flat_map_iter(|&start| {
-                    let end = (start + blocking.query_rows).min(unsettled.len());
-                    self.search_block(
-                        sq.slice(s![start..end, ..]),
-                        q.slice(s![start..end, ..]),
-                        exclude_self.then_some(&unsettled[start..end]),
-                        k,
-                        wider,
-                        blocking.data_cols,
-                    )
-                })
-                .collect();
             for (&i, row) in unsettled.iter().zip(again) {
                 ranked[i] = row;
             }
@@ -277,6 +242,48 @@ impl ExactIndex {
             }
         }
         NeighbourLists::new(k, ids, dists)
+    }
+
+    /// [`Self::search_block`] over all rows, in blocks run in parallel; `self_ids[r]` is
+    /// the training point row r must not find (training search only).
+    #[allow(clippy::too_many_arguments)]
+    fn search_blocks(
+        &self,
+        screen_q: ArrayView2<'_, f32>,
+        q: ArrayView2<'_, f32>,
+        self_ids: Option<&[usize]>,
+        k: usize,
+        keep: usize,
+        blocking: Blocking,
+        progress: Option<&ProgressBar>,
+    ) -> Vec<Ranked> {
+        let b = q.nrows();
+        // A batch smaller than one block per thread is split so every thread works (a
+        // batch of 256 would otherwise keep one core busy and leave the other idle).
+        let rows_per_block = blocking
+            .query_rows
+            .min(b.div_ceil(rayon::current_num_threads()))
+            .max(MIN_BLOCK_ROWS.min(blocking.query_rows))
+            .max(1);
+        let starts: Vec<usize> = (0..b).step_by(rows_per_block).collect();
+        starts
+            .par_iter()
+            .flat_map_iter(|&start| {
+                let end = (start + rows_per_block).min(b);
+                let out = self.search_block(
+                    screen_q.slice(s![start..end, ..]),
+                    q.slice(s![start..end, ..]),
+                    self_ids.map(|ids| &ids[start..end]),
+                    k,
+                    keep,
+                    blocking.data_cols,
+                );
+                if let Some(bar) = progress {
+                    bar.inc((end - start) as u64);
+                }
+                out
+            })
+            .collect()
     }
 
     /// One block of queries: `screen_q` in the screening space, `q` the same queries in

@@ -950,20 +950,18 @@ pub fn markdown(r: &Value) -> String {
             met(x >= 20.0)
         );
     }
-    let x = f(&unary["p50"]) / f(&local["p50"]);
-    s += &format!(
-        "| unary `Detect` p50 / in-process embed + LOF p50, one image | <= 1.5x | {x:.2}x ({:.2} / {:.2} ms) | {} |\n",
-        f(&unary["p50"]),
-        f(&local["p50"]),
-        met(x <= 1.5)
-    );
-    let x = f(&unary["p99"]) / f(&local["p99"]);
-    s += &format!(
-        "| unary `Detect` p99 / in-process p99, one image | <= 1.5x | {x:.2}x ({:.2} / {:.2} ms) | {} |\n",
-        f(&unary["p99"]),
-        f(&local["p99"]),
-        met(x <= 1.5)
-    );
+    for (q, what) in [
+        ("p50", "in-process embed + LOF p50"),
+        ("p99", "in-process p99"),
+    ] {
+        let x = f(&unary[q]) / f(&local[q]);
+        s += &format!(
+            "| unary `Detect` {q} / {what}, one image | <= 1.5x | {x:.2}x ({:.2} / {:.2} ms) | {} |\n",
+            f(&unary[q]),
+            f(&local[q]),
+            met(x <= 1.5)
+        );
+    }
     if let Some((n, row)) = scaling_goal(&r["scaling"]) {
         s += &format!(
             "| at {n} embeddings: exact LOF search time / HNSW LOF search time, at verdict agreement >= 99 % ({}) | >= 50x | {:.1}x at {:.2} % | {} |\n",
