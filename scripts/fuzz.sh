@@ -42,15 +42,23 @@ for target in $targets; do
 done
 echo "fuzz: built in $((SECONDS - started)) s"
 
-# New inputs go to a scratch corpus; the committed seeds (fuzz/corpus/<target>) are read only.
+# Seeds are written at run time by fuzz/seedgen (deterministic: small synthetic PNG/JPEG,
+# raw-pixel inputs, requests), so no image files are committed; fuzz/corpus/<target> keeps
+# only inputs worth replaying that seedgen does not make (a past false positive).
+echo "fuzz: writing seeds"
+cargo run --quiet --locked --release --manifest-path seedgen/Cargo.toml -- "$scratch/seeds" >/dev/null
+
+# New inputs go to a scratch corpus; the seeds are read only.
 status=0
 for target in $targets; do
   mkdir -p "$scratch/$target" "artifacts/$target"
+  corpora=("$scratch/$target" "$scratch/seeds/$target")
+  if [ -d "corpus/$target" ]; then corpora+=("corpus/$target"); fi
   echo "fuzz: $target for $seconds s"
   # -timeout: one input slower than 30 s is a hang (the largest image within Limits
   # takes up to ~13 s in this instrumented build on a loaded machine); -malloc_limit_mb:
   # one allocation over 512 MiB is a failure (decoders get 8 x max_pixels = 128 MiB).
-  if ! cargo fuzz run --sanitizer "$sanitizer" "$target" "$scratch/$target" "corpus/$target" -- \
+  if ! cargo fuzz run --sanitizer "$sanitizer" "$target" "${corpora[@]}" -- \
       -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=512 \
       -max_len=8192 -print_final_stats=1 2>"$scratch/$target.log"; then
     status=1
