@@ -10,6 +10,7 @@ pub mod embed;
 pub mod eval;
 pub mod grpc;
 pub mod http;
+pub mod linger;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::detector::Detector;
 use crate::grpc::{AdminServer, AdminService, DetectorServer, DetectorService};
 use crate::http::{self, HttpAuth, HttpState};
+use crate::linger::LingeringClose;
 use crate::metrics;
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
@@ -86,7 +88,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
         // Without TCP_NODELAY a unary response's last frame waits for the client's
         // delayed ACK: measured 44 ms p50 for one image instead of about 2 ms.
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|accepted| accepted.map(LingeringClose::new)),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },
