@@ -1,5 +1,8 @@
-//! Dynamic batching: one task owns the queue of embedding jobs from every request and
-//! stream, and runs the model on batches of up to `max_batch_size` images.
+//! Dynamic batching: one task owns the queue of jobs from every request and stream,
+//! and runs the model on batches of up to `max_batch_size` images. Each model batch
+//! is then scored by LOF as a whole on the rayon pool, while the model runs the next
+//! one: exact search is a matrix product, about 2.4 times cheaper per query at 256
+//! queries than at a streaming request's 16.
 //!
 //! A batch forms from whatever queued while the model was busy. When the model is
 //! free, the batcher waits (at most `max_wait`) for more images only while other
@@ -12,22 +15,26 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::detector::Detector;
+use crate::cpu::off_runtime;
+use crate::detector::{Detector, Scored};
 use crate::embed::Embedded;
 
 /// What one request gets back from the batcher.
 pub struct BatchOutput {
-    pub embedded: Embedded,
+    /// One per image, in submission order.
+    pub scored: Vec<Scored>,
     /// Time between submission and the start of its model run.
     pub queue_wait: Duration,
     /// The model run's duration (shared with the other requests in the batch).
     pub embed_time: Duration,
+    /// The batch's LOF scoring, from the end of the model run (shared too).
+    pub lof_time: Duration,
     /// Images in the model run this request was part of.
     pub batch_images: usize,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("model run failed: {0}")]
+#[error("model run or LOF failed: {0}")]
 pub struct BatchError(pub String);
 
 struct Job {
@@ -94,8 +101,8 @@ impl Batcher {
 }
 
 impl Ticket {
-    /// Queues `count` preprocessed images for the model and waits for their outputs.
-    pub async fn embed(
+    /// Queues `count` preprocessed images for the model and LOF, and waits for them.
+    pub async fn score(
         self,
         detector: Arc<Detector>,
         pixels: Vec<f32>,
@@ -197,29 +204,62 @@ async fn run_batch(mut jobs: Vec<Job>) {
         Ok(Err(e)) => return fail(jobs, e.to_string()),
         Err(e) => return fail(jobs, format!("model run panicked: {e}")),
     };
+    // Not awaited: the batcher goes on to the next model run meanwhile.
+    tokio::spawn(async move {
+        let lof_started = Instant::now();
+        let (jobs, embedded) = without_gone(jobs, embedded, &detector);
+        if jobs.is_empty() {
+            return;
+        }
+        let scored = match off_runtime(move || detector.score(&embedded)).await {
+            Ok(Ok(scored)) => scored,
+            Ok(Err(e)) => return fail(jobs, e.to_string()),
+            Err(e) => return fail(jobs, format!("LOF: {e}")),
+        };
+        let lof_time = lof_started.elapsed();
+        let mut scored = scored.into_iter();
+        for job in jobs {
+            let output = BatchOutput {
+                scored: scored.by_ref().take(job.count).collect(),
+                queue_wait: started.saturating_duration_since(job.submitted),
+                embed_time,
+                lof_time,
+                batch_images: images,
+            };
+            // The requester may have gone meanwhile; nothing to do then.
+            let _ = job.reply.send(Ok(output));
+        }
+    });
+}
+
+/// Drops the jobs whose requesters went away during the model run, and their rows:
+/// no LOF work is done for them.
+fn without_gone(jobs: Vec<Job>, embedded: Embedded, detector: &Detector) -> (Vec<Job>, Embedded) {
+    if jobs.iter().all(|job| !job.reply.is_closed()) {
+        return (jobs, embedded);
+    }
     let dim = detector.embedder.embedding_dim;
     let classes = detector.embedder.classes;
+    let mut kept = Embedded::default();
+    let mut open = Vec::new();
     let mut at = 0;
     for job in jobs {
-        let range = at..at + job.count;
+        let rows = at..at + job.count;
         at += job.count;
-        let output = BatchOutput {
-            embedded: Embedded {
-                embeddings: embedded.embeddings[range.start * dim..range.end * dim].to_vec(),
-                probabilities: embedded.probabilities[range.start * classes..range.end * classes]
-                    .to_vec(),
-            },
-            queue_wait: started.saturating_duration_since(job.submitted),
-            embed_time,
-            batch_images: images,
-        };
-        // The requester may have gone meanwhile; nothing to do then.
-        let _ = job.reply.send(Ok(output));
+        if job.reply.is_closed() {
+            continue;
+        }
+        kept.embeddings
+            .extend_from_slice(&embedded.embeddings[rows.start * dim..rows.end * dim]);
+        kept.probabilities
+            .extend_from_slice(&embedded.probabilities[rows.start * classes..rows.end * classes]);
+        open.push(job);
     }
+    (open, kept)
 }
 
 fn fail(jobs: Vec<Job>, message: String) {
-    tracing::error!(%message, "model run failed");
+    tracing::error!(%message, "model run or LOF failed");
     for job in jobs {
         let _ = job.reply.send(Err(BatchError(message.clone())));
     }

@@ -159,6 +159,16 @@ impl Detector {
         embedded: &Embedded,
         threshold: f64,
     ) -> Result<Vec<Judgement>, DetectorError> {
+        Ok(self
+            .score(embedded)?
+            .into_iter()
+            .map(|scored| scored.judge(threshold))
+            .collect())
+    }
+
+    /// Top class and LOF score of n embedded images, before any threshold: one model
+    /// batch is scored at once, whatever thresholds its requests asked for.
+    pub fn score(&self, embedded: &Embedded) -> Result<Vec<Scored>, DetectorError> {
         let dim = self.embedder.embedding_dim;
         let n = embedded.embeddings.len() / dim;
         let queries = ArrayView2::from_shape((n, dim), &embedded.embeddings)
@@ -169,16 +179,36 @@ impl Detector {
             .zip(embedded.probabilities.chunks(self.embedder.classes))
             .map(|(result, probabilities)| {
                 let (class, probability) = argmax(probabilities);
-                Judgement {
+                Scored {
                     class,
                     probability,
                     score: result.score,
-                    threshold,
-                    decision: result.score - threshold,
                     neighbours: result.neighbours,
                 }
             })
             .collect())
+    }
+}
+
+/// One image's class and LOF score; a threshold makes it a [`Judgement`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub class: usize,
+    pub probability: f32,
+    pub score: f64,
+    pub neighbours: Vec<Neighbour>,
+}
+
+impl Scored {
+    pub fn judge(self, threshold: f64) -> Judgement {
+        Judgement {
+            class: self.class,
+            probability: self.probability,
+            score: self.score,
+            threshold,
+            decision: self.score - threshold,
+            neighbours: self.neighbours,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod config;
+pub mod cpu;
 pub mod detector;
 pub mod embed;
 pub mod eval;

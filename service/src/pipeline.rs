@@ -1,15 +1,17 @@
 //! The serving core that every RPC (and the HTTP side) goes through:
-//! admission, decoding off the async runtime, dynamic batching, LOF, verdicts in order.
+//! admission, decoding off the async runtime, dynamic batching (model and LOF),
+//! thresholds and verdicts in order.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::batcher::{BatchSettings, Batcher};
 use crate::config::Config;
+use crate::cpu::off_runtime;
 use crate::detector::{Detector, Judgement, ThresholdSpec};
 use crate::metrics;
 use crate::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
@@ -61,7 +63,8 @@ pub struct ImageVerdict {
     pub outcome: Result<Judgement, ImageError>,
 }
 
-/// Where one request's time went (decode, queue and model run are shared stages).
+/// Where one request's time went (queue, model run and LOF are shared with the other
+/// requests of its batch).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timings {
     pub preprocess: Duration,
@@ -244,8 +247,9 @@ impl Pipeline {
         let spec = detector.embedder.input;
         let limits = self.limits;
         let started = std::time::Instant::now();
-        let (ids, prepared, pixels) =
-            off_runtime(move || decode(input.images, &spec, &limits)).await?;
+        let (ids, prepared, pixels) = off_runtime(move || decode(input.images, &spec, &limits))
+            .await
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
         let mut timings = Timings {
             preprocess: started.elapsed(),
             ..Timings::default()
@@ -256,18 +260,18 @@ impl Pipeline {
         let mut judged = Vec::new();
         if valid > 0 {
             let output = ticket
-                .embed(detector.clone(), pixels, valid)
+                .score(detector.clone(), pixels, valid)
                 .await
                 .map_err(|e| ServeError::Internal(e.to_string()))?;
             timings.queue_wait = output.queue_wait;
             timings.embed = output.embed_time;
+            timings.lof = output.lof_time;
             timings.batch_images = output.batch_images;
-            let started = std::time::Instant::now();
-            let judge = detector.clone();
-            judged = off_runtime(move || judge.judge(&output.embedded, threshold))
-                .await?
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
-            timings.lof = started.elapsed();
+            judged = output
+                .scored
+                .into_iter()
+                .map(|scored| scored.judge(threshold))
+                .collect();
         } else {
             drop(ticket);
         }
@@ -417,24 +421,6 @@ fn split_inputs(
                 .and_then(|()| chunks.next().map(<[f32]>::to_vec))
         })
         .collect()
-}
-
-/// Runs CPU work on the rayon pool (bounded by the core count, unlike tokio's blocking
-/// pool) and waits for it without blocking the async runtime.
-async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServeError> {
-    let (tx, rx) = oneshot::channel();
-    rayon::spawn(move || {
-        // A panic must not abort the process (rayon's default): it fails this request.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-        let _ = tx.send(result);
-    });
-    match rx.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) => Err(ServeError::Internal("a worker panicked".into())),
-        Err(_) => Err(ServeError::Internal("a worker went away".into())),
-    }
 }
 
 /// The request's `source`, reduced to a bounded set of labels so metrics stay small.
