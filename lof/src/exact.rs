@@ -15,13 +15,17 @@
 //! f64 scan. So the result is exact, not approximate.
 //!
 //! Query blocks run in parallel on rayon; each walks the training points tile by tile
-//! so the GEMM output stays small (block x tile floats).
+//! so the GEMM output stays small (block x tile floats). Where the CPU has AVX-512,
+//! the screening pass is instead one fused kernel that never writes the keys out
+//! (`fused.rs`); both routes keep the same kind of shortlist and are tested
+//! against brute force.
 
 use indicatif::ProgressBar;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
+use crate::fused::Panels;
 use crate::neighbours::NeighbourLists;
 use crate::projection::Projection;
 
@@ -65,6 +69,8 @@ pub struct ExactIndex {
     sq_norms: Vec<f32>,
     /// Largest `|s|^2`, for the screening error bound.
     max_sq_norm: f32,
+    /// The screening points laid out for the fused AVX-512 scan, where the CPU has it.
+    panels: Option<Panels>,
 }
 
 /// One query's k nearest points, `(squared distance, id)` nearest first; `None` when
@@ -95,12 +101,25 @@ impl ExactIndex {
             .map(|r| r.iter().map(|v| v * v).sum())
             .collect();
         let max_sq_norm = sq_norms.iter().copied().fold(0.0, f32::max);
+        let panels = Panels::new(
+            screen.as_slice().expect("standard layout"),
+            &sq_norms,
+            screen.ncols(),
+        );
         Self {
             data,
             projected,
             sq_norms,
             max_sq_norm,
+            panels,
         }
+    }
+
+    /// The same index, screening by GEMM even where the fused kernel could run.
+    #[cfg(test)]
+    fn without_fused(mut self) -> Self {
+        self.panels = None;
+        self
     }
 
     /// The training embeddings.
@@ -299,10 +318,32 @@ impl ExactIndex {
         keep: usize,
         data_cols: usize,
     ) -> Vec<Ranked> {
-        let n = self.len();
         let rows = q.nrows();
-        let points = self.screen_points();
         let mut best: Vec<Shortlist> = (0..rows).map(|_| Shortlist::new(keep)).collect();
+        if let Some(panels) = &self.panels {
+            let screen = screen_q.as_standard_layout();
+            panels.scan(
+                screen.as_slice().expect("standard layout"),
+                &mut best,
+                self_ids,
+            );
+        } else {
+            self.screen_gemm(screen_q, &mut best, self_ids, data_cols);
+        }
+        self.rank(best, screen_q, q, k)
+    }
+
+    /// The screening pass as GEMM tiles, each then scanned against the thresholds.
+    fn screen_gemm(
+        &self,
+        screen_q: ArrayView2<'_, f32>,
+        best: &mut [Shortlist],
+        self_ids: Option<&[usize]>,
+        data_cols: usize,
+    ) {
+        let n = self.len();
+        let rows = screen_q.nrows();
+        let points = self.screen_points();
         let data_cols = data_cols.max(1);
         let mut gram = Array2::<f32>::zeros((rows, data_cols.min(n)));
         for tile_start in (0..n).step_by(data_cols) {
@@ -320,7 +361,17 @@ impl ExactIndex {
                 shortlist.offer_tile(row, norms, tile_start, self_ids.map(|s| s[r]));
             }
         }
+    }
 
+    /// Each query's k nearest among its screening candidates, measured exactly; `None`
+    /// for a row whose candidates cannot be proven to hold them.
+    fn rank(
+        &self,
+        best: Vec<Shortlist>,
+        screen_q: ArrayView2<'_, f32>,
+        q: ArrayView2<'_, f32>,
+        k: usize,
+    ) -> Vec<Ranked> {
         best.into_iter()
             .enumerate()
             .map(|(r, shortlist)| {
@@ -424,7 +475,7 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
 /// is kept; when the list fills up it is cut back to the `keep` smallest keys and the
 /// threshold drops to the largest key kept. Everything ever left out has a key at or
 /// above the final threshold, which is what the screening bound needs.
-struct Shortlist {
+pub(crate) struct Shortlist {
     /// (key, id) with key = `|x|^2 - 2 q.x`, which orders points like `|q - x|^2`,
     /// packed into one integer that orders like (key, id) (see [`Shortlist::pack`]):
     /// selecting and sorting plain integers costs a fraction of comparing pairs.
@@ -547,7 +598,11 @@ impl Shortlist {
         }
     }
 
-    fn offer(&mut self, key: f32, id: usize, skip: Option<usize>) {
+    pub(crate) fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    pub(crate) fn offer(&mut self, key: f32, id: usize, skip: Option<usize>) {
         if key < self.threshold && Some(id) != skip {
             self.items.push(Self::pack(key, id as u32));
             if self.items.len() == Self::capacity(self.keep) {
@@ -715,21 +770,25 @@ mod tests {
             x[[300, j]] = x[[100, j]];
         }
         let q = data(53, 7, 2);
-        let index = ExactIndex::new(x.clone());
-        for blocking in [
-            Blocking {
-                query_rows: 1,
-                data_cols: 1,
-            },
-            Blocking {
-                query_rows: 7,
-                data_cols: 13,
-            },
-            Blocking {
-                query_rows: 128,
-                data_cols: 2048,
-            },
-        ] {
+        let fused = ExactIndex::new(x.clone());
+        let gemm = fused.clone().without_fused();
+        for (index, blocking) in [&fused, &gemm].into_iter().flat_map(|index| {
+            [
+                Blocking {
+                    query_rows: 1,
+                    data_cols: 1,
+                },
+                Blocking {
+                    query_rows: 7,
+                    data_cols: 13,
+                },
+                Blocking {
+                    query_rows: 128,
+                    data_cols: 2048,
+                },
+            ]
+            .map(|blocking| (index, blocking))
+        }) {
             for k in [1, 5, 40] {
                 let got = index.search_with(q.view(), k, false, None, blocking);
                 assert_eq!(got, naive(&x, &q, k, false), "queries, k={k} {blocking:?}");
@@ -738,7 +797,7 @@ mod tests {
             }
         }
         // The duplicate of a point is its nearest neighbour at distance 0.
-        let t = index.search_training(3, None);
+        let t = fused.search_training(3, None);
         assert_eq!(&t.ids(5)[..2], &[6, 7]);
         assert_eq!(t.dists(300)[0], 0.0);
         assert_eq!(t.ids(300)[0], 100);
@@ -769,8 +828,11 @@ mod tests {
             q[[0, j]] = 20.0;
             q[[1, j]] = if j % 2 == 0 { -9.0 } else { 9.0 };
         }
+        let gemm = index.clone().without_fused();
         for k in [1, 5, 20, 100] {
-            assert_eq!(index.search(q.view(), k), naive(&x, &q, k, false), "k={k}");
+            let truth = naive(&x, &q, k, false);
+            assert_eq!(index.search(q.view(), k), truth, "k={k}");
+            assert_eq!(gemm.search(q.view(), k), truth, "GEMM route, k={k}");
         }
         let sample: Vec<usize> = (0..3000).step_by(7).collect();
         let training = index.search_training(20, None);

@@ -17,6 +17,7 @@ pub mod artifact;
 pub mod error;
 pub mod exact;
 pub mod exact_lof;
+mod fused;
 pub mod hnsw;
 pub mod index;
 pub mod neighbours;
