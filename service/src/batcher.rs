@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cpu::off_runtime;
-use crate::detector::{Detector, Scored};
+use crate::detector::{Detector, DetectorError, Scored};
 use crate::embed::Embedded;
 
 /// What one request gets back from the batcher.
@@ -181,6 +181,10 @@ async fn run(
     }
 }
 
+/// Batches up to this many images are scored in the model run's own blocking call: at
+/// low load (a lone request) two more thread hand-offs would cost more than their LOF.
+const INLINE_LOF_MAX: usize = 16;
+
 async fn run_batch(mut jobs: Vec<Job>) {
     let detector = jobs[0].detector.clone();
     let images: usize = jobs.iter().map(|job| job.count).sum();
@@ -195,14 +199,27 @@ async fn run_batch(mut jobs: Vec<Job>) {
     let started = Instant::now();
     let run = tokio::task::spawn_blocking({
         let detector = detector.clone();
-        move || detector.embed(&pixels, images)
+        move || -> Result<_, DetectorError> {
+            let embedded = detector.embed(&pixels, images)?;
+            let embed_time = started.elapsed();
+            if images > INLINE_LOF_MAX {
+                return Ok((Err(embedded), embed_time));
+            }
+            let scored = detector.score(&embedded)?;
+            Ok((Ok((scored, started.elapsed() - embed_time)), embed_time))
+        }
     })
     .await;
-    let embed_time = started.elapsed();
-    let embedded = match run {
-        Ok(Ok(embedded)) => embedded,
+    let (output, embed_time) = match run {
+        Ok(Ok(output)) => output,
         Ok(Err(e)) => return fail(jobs, e.to_string()),
         Err(e) => return fail(jobs, format!("model run panicked: {e}")),
+    };
+    let embedded = match output {
+        Ok((scored, lof_time)) => {
+            return reply(jobs, scored, started, embed_time, lof_time, images);
+        }
+        Err(embedded) => embedded,
     };
     // Not awaited: the batcher goes on to the next model run meanwhile.
     tokio::spawn(async move {
@@ -216,20 +233,38 @@ async fn run_batch(mut jobs: Vec<Job>) {
             Ok(Err(e)) => return fail(jobs, e.to_string()),
             Err(e) => return fail(jobs, format!("LOF: {e}")),
         };
-        let lof_time = lof_started.elapsed();
-        let mut scored = scored.into_iter();
-        for job in jobs {
-            let output = BatchOutput {
-                scored: scored.by_ref().take(job.count).collect(),
-                queue_wait: started.saturating_duration_since(job.submitted),
-                embed_time,
-                lof_time,
-                batch_images: images,
-            };
-            // The requester may have gone meanwhile; nothing to do then.
-            let _ = job.reply.send(Ok(output));
-        }
+        reply(
+            jobs,
+            scored,
+            started,
+            embed_time,
+            lof_started.elapsed(),
+            images,
+        );
     });
+}
+
+/// Hands each job its share of the batch's scores, in submission order.
+fn reply(
+    jobs: Vec<Job>,
+    scored: Vec<Scored>,
+    started: Instant,
+    embed_time: Duration,
+    lof_time: Duration,
+    batch_images: usize,
+) {
+    let mut scored = scored.into_iter();
+    for job in jobs {
+        let output = BatchOutput {
+            scored: scored.by_ref().take(job.count).collect(),
+            queue_wait: started.saturating_duration_since(job.submitted),
+            embed_time,
+            lof_time,
+            batch_images,
+        };
+        // The requester may have gone meanwhile; nothing to do then.
+        let _ = job.reply.send(Ok(output));
+    }
 }
 
 /// Drops the jobs whose requesters went away during the model run, and their rows:
