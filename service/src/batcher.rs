@@ -185,6 +185,14 @@ async fn run(
 /// low load (a lone request) two more thread hand-offs would cost more than their LOF.
 const INLINE_LOF_MAX: usize = 16;
 
+/// What a model run's blocking call hands back.
+enum ModelRun {
+    /// A small batch, scored in the same call.
+    Scored(Vec<Scored>, Duration),
+    /// A larger batch, for LOF on the rayon pool.
+    Embedded(Embedded),
+}
+
 async fn run_batch(mut jobs: Vec<Job>) {
     let detector = jobs[0].detector.clone();
     let images: usize = jobs.iter().map(|job| job.count).sum();
@@ -203,10 +211,11 @@ async fn run_batch(mut jobs: Vec<Job>) {
             let embedded = detector.embed(&pixels, images)?;
             let embed_time = started.elapsed();
             if images > INLINE_LOF_MAX {
-                return Ok((Err(embedded), embed_time));
+                return Ok((ModelRun::Embedded(embedded), embed_time));
             }
             let scored = detector.score(&embedded)?;
-            Ok((Ok((scored, started.elapsed() - embed_time)), embed_time))
+            let lof_time = started.elapsed() - embed_time;
+            Ok((ModelRun::Scored(scored, lof_time), embed_time))
         }
     })
     .await;
@@ -216,10 +225,10 @@ async fn run_batch(mut jobs: Vec<Job>) {
         Err(e) => return fail(jobs, format!("model run panicked: {e}")),
     };
     let embedded = match output {
-        Ok((scored, lof_time)) => {
+        ModelRun::Scored(scored, lof_time) => {
             return reply(jobs, scored, started, embed_time, lof_time, images);
         }
-        Err(embedded) => embedded,
+        ModelRun::Embedded(embedded) => embedded,
     };
     // Not awaited: the batcher goes on to the next model run meanwhile.
     tokio::spawn(async move {

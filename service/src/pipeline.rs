@@ -1,6 +1,6 @@
 //! The serving core that every RPC (and the HTTP side) goes through:
-//! admission, decoding off the async runtime, dynamic batching (model and LOF),
-//! thresholds and verdicts in order.
+//! admission, decoding (off the async runtime unless it is a few raw images),
+//! dynamic batching (model and LOF), thresholds and verdicts in order.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
