@@ -506,77 +506,16 @@ impl Shortlist {
     }
 
     /// Offers one tile: `neg2dot[c] = -2 q.x_c`, `norms[c] = |x_c|^2`, ids from `first_id`.
-    ///
-    /// Once the list has settled, almost no key is below the threshold, so the cost is
-    /// the test itself, run on every (query, point) pair: with AVX-512 it is one add
-    /// and one compare-to-mask per 16 keys, and only the lanes that hit take the slow
-    /// path. (The portable loop did not vectorise into a mask: a quarter of the whole
-    /// search's time went there.)
+    /// (The GEMM route: where the CPU has AVX-512 the fused kernel screens instead.)
     fn offer_tile(&mut self, neg2dot: &[f32], norms: &[f32], first_id: usize, skip: Option<usize>) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            unsafe { self.offer_tile_avx512(neg2dot, norms, first_id, skip) };
-            return;
-        }
-        self.offer_tile_portable(neg2dot, norms, first_id, skip);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn offer_tile_avx512(
-        &mut self,
-        neg2dot: &[f32],
-        norms: &[f32],
-        first_id: usize,
-        skip: Option<usize>,
-    ) {
-        use std::arch::x86_64::{
-            _CMP_LT_OQ, _mm512_add_ps, _mm512_cmp_ps_mask, _mm512_loadu_ps, _mm512_set1_ps,
-            _mm512_storeu_ps,
-        };
-        const LANES: usize = 16;
-        let full = neg2dot.len().min(norms.len()) / LANES * LANES;
-        let mut keys = [0.0f32; LANES];
-        let mut threshold = _mm512_set1_ps(self.threshold);
-        for start in (0..full).step_by(LANES) {
-            // SAFETY: start + LANES <= full <= both lengths; unaligned loads and stores.
-            let mut hits = unsafe {
-                let k = _mm512_add_ps(
-                    _mm512_loadu_ps(neg2dot.as_ptr().add(start)),
-                    _mm512_loadu_ps(norms.as_ptr().add(start)),
-                );
-                let hits = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(k, threshold);
-                if hits != 0 {
-                    _mm512_storeu_ps(keys.as_mut_ptr(), k);
-                }
-                hits
-            };
-            if hits != 0 {
-                while hits != 0 {
-                    let i = hits.trailing_zeros() as usize;
-                    hits &= hits - 1;
-                    self.offer(keys[i], first_id + start + i, skip);
-                }
-                threshold = _mm512_set1_ps(self.threshold);
-            }
-        }
-        self.offer_rest(&neg2dot[full..], &norms[full..], first_id + full, skip);
-    }
-
-    fn offer_tile_portable(
-        &mut self,
-        neg2dot: &[f32],
-        norms: &[f32],
-        first_id: usize,
-        skip: Option<usize>,
-    ) {
         const LANES: usize = 16;
         let full = neg2dot.len() / LANES * LANES;
         let chunks = neg2dot[..full]
             .chunks_exact(LANES)
             .zip(norms[..full].chunks_exact(LANES));
         for (chunk, (g, xn)) in chunks.enumerate() {
+            // Once the list has settled, almost no chunk holds a key below the
+            // threshold: only the lanes that hit take the slow path.
             let mut keys = [0.0f32; LANES];
             let mut hits = 0u32;
             for i in 0..LANES {
@@ -589,12 +528,8 @@ impl Shortlist {
                 self.offer(keys[i], first_id + chunk * LANES + i, skip);
             }
         }
-        self.offer_rest(&neg2dot[full..], &norms[full..], first_id + full, skip);
-    }
-
-    fn offer_rest(&mut self, neg2dot: &[f32], norms: &[f32], first_id: usize, skip: Option<usize>) {
-        for (i, (g, n)) in neg2dot.iter().zip(norms).enumerate() {
-            self.offer(g + n, first_id + i, skip);
+        for (i, (g, n)) in neg2dot[full..].iter().zip(&norms[full..]).enumerate() {
+            self.offer(g + n, first_id + full + i, skip);
         }
     }
 
@@ -660,28 +595,6 @@ impl Shortlist {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The vectorised tile scan (used where the CPU has it) and the portable one keep
-    /// the same candidates, also with a point to skip and a ragged tile end.
-    #[test]
-    fn tile_scans_agree() {
-        let keys = data(7, 1000, 3);
-        let norms = data(7, 1000, 4);
-        for keep in [1, 20, 96] {
-            let mut fast = Shortlist::new(keep);
-            let mut portable = Shortlist::new(keep);
-            for r in 0..7 {
-                let (g, n) = (keys.row(r), norms.row(r));
-                let (g, n) = (g.as_slice().unwrap(), n.as_slice().unwrap());
-                let len = 1000 - 37 * r;
-                fast.offer_tile(&g[..len], &n[..len], 1000 * r, Some(1000 * r + 5));
-                portable.offer_tile_portable(&g[..len], &n[..len], 1000 * r, Some(1000 * r + 5));
-            }
-            let (a, b) = (fast.finish(), portable.finish());
-            assert_eq!(a.0.len(), keep);
-            assert_eq!(a, b, "keep {keep}");
-        }
-    }
 
     #[test]
     fn packed_candidates_order_like_key_then_id_and_round_trip() {
