@@ -61,16 +61,26 @@ pub struct ExactIndex {
     /// Training embeddings, n x d, standard (row-major) layout.
     data: Array2<f32>,
     /// When the training set is nearly low-dimensional: the projection to a smaller
-    /// space whose distances bound the true ones from below, and the training points
-    /// in it. Screening then runs there, and only the candidates are measured in full.
-    projected: Option<(Projection, Array2<f32>)>,
-    /// `|s|^2` per screening point (the projected point, or the embedding itself), in
-    /// f32 as used by the screening GEMM.
-    sq_norms: Vec<f32>,
-    /// Largest `|s|^2`, for the screening error bound.
+    /// space whose distances bound the true ones from below. Screening then runs
+    /// there, and only the candidates are measured in full.
+    projection: Option<Projection>,
+    /// The training points in the screening space, laid out for the screening pass.
+    screen: Screen,
+    /// Largest `|s|^2` over the screening points, for the screening error bound.
     max_sq_norm: f32,
-    /// The screening points laid out for the fused AVX-512 scan, where the CPU has it.
-    panels: Option<Panels>,
+}
+
+/// The screening points, in one layout only: the fused kernel's where the CPU runs it,
+/// else rows for the GEMM.
+#[derive(Debug, Clone)]
+enum Screen {
+    Fused(Panels),
+    Gemm {
+        /// The projected points; `None` when screening in the full space (`data`).
+        points: Option<Array2<f32>>,
+        /// `|s|^2` per point, in f32 as used by the screening GEMM.
+        sq_norms: Vec<f32>,
+    },
 }
 
 /// One query's k nearest points, `(squared distance, id)` nearest first; `None` when
@@ -82,44 +92,46 @@ impl ExactIndex {
     /// allow one.
     pub fn new(data: Array2<f32>) -> Self {
         let data = data.as_standard_layout().into_owned();
-        let projected = Projection::fit(data.view()).map(|p| {
-            let points = p.apply(data.view());
-            (p, points)
-        });
-        Self::with_projection(data, projected)
+        let projection = Projection::fit(data.view());
+        Self::with_projection(data, projection, true)
     }
 
     /// Prepares `data` for search screened in the full space (no projection).
     pub fn unprojected(data: Array2<f32>) -> Self {
-        Self::with_projection(data.as_standard_layout().into_owned(), None)
+        Self::with_projection(data.as_standard_layout().into_owned(), None, true)
     }
 
-    fn with_projection(data: Array2<f32>, projected: Option<(Projection, Array2<f32>)>) -> Self {
-        let screen = projected.as_ref().map_or(data.view(), |(_, s)| s.view());
-        let sq_norms: Vec<f32> = screen
+    /// `fused`: use the fused kernel where the CPU has it (tests turn it off).
+    fn with_projection(data: Array2<f32>, projection: Option<Projection>, fused: bool) -> Self {
+        let points = projection.as_ref().map(|p| p.apply(data.view()));
+        let view = points.as_ref().map_or(data.view(), |p| p.view());
+        let sq_norms: Vec<f32> = view
             .outer_iter()
             .map(|r| r.iter().map(|v| v * v).sum())
             .collect();
         let max_sq_norm = sq_norms.iter().copied().fold(0.0, f32::max);
-        let panels = Panels::new(
-            screen.as_slice().expect("standard layout"),
-            &sq_norms,
-            screen.ncols(),
-        );
+        let panels = fused
+            .then(|| {
+                let rows = view.as_slice().expect("standard layout");
+                Panels::new(rows, &sq_norms, view.ncols())
+            })
+            .flatten();
+        let screen = match panels {
+            Some(panels) => Screen::Fused(panels),
+            None => Screen::Gemm { points, sq_norms },
+        };
         Self {
             data,
-            projected,
-            sq_norms,
+            projection,
+            screen,
             max_sq_norm,
-            panels,
         }
     }
 
     /// The same index, screening by GEMM even where the fused kernel could run.
     #[cfg(test)]
-    fn without_fused(mut self) -> Self {
-        self.panels = None;
-        self
+    fn without_fused(self) -> Self {
+        Self::with_projection(self.data, self.projection, false)
     }
 
     /// The training embeddings.
@@ -129,13 +141,7 @@ impl ExactIndex {
 
     /// Dimension of the space candidates are screened in (`dim()` without projection).
     pub fn screening_dim(&self) -> usize {
-        self.screen_points().ncols()
-    }
-
-    fn screen_points(&self) -> ArrayView2<'_, f32> {
-        self.projected
-            .as_ref()
-            .map_or(self.data.view(), |(_, s)| s.view())
+        self.projection.as_ref().map_or(self.dim(), Projection::dim)
     }
 
     /// Number of training points.
@@ -195,7 +201,7 @@ impl ExactIndex {
     /// room and the screening check almost always passes. A projection's bound is
     /// looser than the f32 expansion's rounding, so it keeps more.
     fn keep(&self, k: usize, available: usize) -> usize {
-        let keep = if self.projected.is_some() {
+        let keep = if self.projection.is_some() {
             4 * k + 16
         } else {
             k + k.max(16)
@@ -218,7 +224,7 @@ impl ExactIndex {
             self.len()
         };
         let keep = self.keep(k, available);
-        let screened = self.projected.as_ref().map(|(p, _)| p.apply(queries));
+        let screened = self.projection.as_ref().map(|p| p.apply(queries));
         let screen_q = screened.as_ref().map_or(queries, |s| s.view());
         let all: Vec<usize> = (0..b).collect();
         let self_ids = exclude_self.then_some(&all[..]);
@@ -228,7 +234,7 @@ impl ExactIndex {
         // Rows the screening could not settle: once more with many more candidates
         // (a projection's bound can be loose for a few points), then a full scan.
         let unsettled: Vec<usize> = (0..b).filter(|&i| ranked[i].is_none()).collect();
-        if self.projected.is_some() && keep < available && !unsettled.is_empty() {
+        if self.projection.is_some() && keep < available && !unsettled.is_empty() {
             let again = self.search_blocks(
                 screen_q.select(Axis(0), &unsettled).view(),
                 queries.select(Axis(0), &unsettled).view(),
@@ -320,47 +326,18 @@ impl ExactIndex {
     ) -> Vec<Ranked> {
         let rows = q.nrows();
         let mut best: Vec<Shortlist> = (0..rows).map(|_| Shortlist::new(keep)).collect();
-        if let Some(panels) = &self.panels {
-            let screen = screen_q.as_standard_layout();
-            panels.scan(
-                screen.as_slice().expect("standard layout"),
-                &mut best,
-                self_ids,
-            );
-        } else {
-            self.screen_gemm(screen_q, &mut best, self_ids, data_cols);
-        }
-        self.rank(best, screen_q, q, k)
-    }
-
-    /// The screening pass as GEMM tiles, each then scanned against the thresholds.
-    fn screen_gemm(
-        &self,
-        screen_q: ArrayView2<'_, f32>,
-        best: &mut [Shortlist],
-        self_ids: Option<&[usize]>,
-        data_cols: usize,
-    ) {
-        let n = self.len();
-        let rows = screen_q.nrows();
-        let points = self.screen_points();
-        let data_cols = data_cols.max(1);
-        let mut gram = Array2::<f32>::zeros((rows, data_cols.min(n)));
-        for tile_start in (0..n).step_by(data_cols) {
-            let tile_end = (tile_start + data_cols).min(n);
-            let x = points.slice(s![tile_start..tile_end, ..]);
-            let mut g = gram.slice_mut(s![.., ..tile_end - tile_start]);
-            // g[r, c] = -2 q_r . x_c
-            general_mat_mul(-2.0, &screen_q, &x.t(), 0.0, &mut g);
-            let norms = &self.sq_norms[tile_start..tile_end];
-            for (r, shortlist) in best.iter_mut().enumerate() {
-                let row = g.row(r);
-                let row = row
-                    .as_slice()
-                    .expect("rows of a standard-layout slice are contiguous");
-                shortlist.offer_tile(row, norms, tile_start, self_ids.map(|s| s[r]));
+        match &self.screen {
+            Screen::Fused(panels) => {
+                let screen = screen_q.as_standard_layout();
+                let rows = screen.as_slice().expect("standard layout");
+                panels.scan(rows, &mut best, self_ids);
+            }
+            Screen::Gemm { points, sq_norms } => {
+                let points = points.as_ref().map_or(self.data.view(), |p| p.view());
+                screen_gemm(points, sq_norms, screen_q, &mut best, self_ids, data_cols);
             }
         }
+        self.rank(best, screen_q, q, k)
     }
 
     /// Each query's k nearest among its screening candidates, measured exactly; `None`
@@ -428,6 +405,37 @@ impl ExactIndex {
             .filter(|&i| Some(i as usize) != exclude)
             .collect();
         rank_exact(self.data.view(), query, &all, k)
+    }
+}
+
+/// The screening pass as GEMM tiles, each then scanned against the thresholds:
+/// `points` (n x s) with their squared norms, `screen_q` (rows x s).
+fn screen_gemm(
+    points: ArrayView2<'_, f32>,
+    sq_norms: &[f32],
+    screen_q: ArrayView2<'_, f32>,
+    best: &mut [Shortlist],
+    self_ids: Option<&[usize]>,
+    data_cols: usize,
+) {
+    let n = points.nrows();
+    let rows = screen_q.nrows();
+    let data_cols = data_cols.max(1);
+    let mut gram = Array2::<f32>::zeros((rows, data_cols.min(n)));
+    for tile_start in (0..n).step_by(data_cols) {
+        let tile_end = (tile_start + data_cols).min(n);
+        let x = points.slice(s![tile_start..tile_end, ..]);
+        let mut g = gram.slice_mut(s![.., ..tile_end - tile_start]);
+        // g[r, c] = -2 q_r . x_c
+        general_mat_mul(-2.0, &screen_q, &x.t(), 0.0, &mut g);
+        let norms = &sq_norms[tile_start..tile_end];
+        for (r, shortlist) in best.iter_mut().enumerate() {
+            let row = g.row(r);
+            let row = row
+                .as_slice()
+                .expect("rows of a standard-layout slice are contiguous");
+            shortlist.offer_tile(row, norms, tile_start, self_ids.map(|s| s[r]));
+        }
     }
 }
 
