@@ -244,6 +244,7 @@ impl LofIndex {
 
         let t = Instant::now();
         let kdist = score::kdist(&neighbours);
+        let graph = graph.with_seeds(exact.data(), &kdist);
         let lrd = score::training_lrd(&neighbours, &kdist);
         let sorted_scores = score::sort_scores(score::training_scores(&neighbours, &lrd));
         let lof = t.elapsed();
@@ -460,9 +461,11 @@ impl LofIndex {
             path: path.to_path_buf(),
             reason,
         };
-        let graph = Graph::from_layers(n, d.layers).map_err(|e| corrupt(e.to_string()))?;
         let data =
             Array2::from_shape_vec((n, dim), d.embeddings).map_err(|e| corrupt(e.to_string()))?;
+        let graph = Graph::from_layers(n, d.layers)
+            .map_err(|e| corrupt(e.to_string()))?
+            .with_seeds(data.view(), &d.kdist);
         Ok(Self {
             exact: ExactIndex::new(data),
             labels: d.labels,

@@ -1250,7 +1250,8 @@ fn scaling_markdown(scaling: &Value) -> String {
          radius over sqrt(dim) per dimension) and put back on the sphere. Up to {} points every index is built twice: with \
          exact training neighbours (scikit-learn's fit) and with training neighbours searched on the HNSW graph (ef {}); larger \
          ones only from the graph, since the exact all-pairs pass grows with n squared. Size is the index artifact on disk \
-         (embeddings, graph, LOF state), about what the service holds in memory. Agreement is with exact search on the same index.\n\n\
+         (embeddings, graph, LOF state), about what the service holds in memory. Each search's time is the best of {} runs over the \
+         queries. Agreement is with exact search on the same index.\n\n\
          | points (synthetic) | build | build s | size MiB | search | queries/s | speed vs exact | agreement with exact |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         scaling["k"],
@@ -1259,6 +1260,7 @@ fn scaling_markdown(scaling: &Value) -> String {
         scaling["jitter"],
         scaling["exact_build_max"],
         scaling["build_ef"],
+        scaling["runs"],
     );
     for size in sizes {
         for (label, build) in [
