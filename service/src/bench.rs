@@ -15,7 +15,8 @@
 
 mod scaling;
 
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -130,6 +131,78 @@ fn quantile(sorted_ms: &[f64], q: f64) -> f64 {
     sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (pos - lo as f64)
 }
 
+/// Sums and counts of the server's per-request time histograms (its /metrics).
+struct StageSeconds(BTreeMap<String, (f64, f64)>);
+
+impl StageSeconds {
+    /// Mean milliseconds per request of each histogram, over the requests since `before`.
+    fn mean_ms_since(&self, before: &StageSeconds) -> Value {
+        let mut out = serde_json::Map::new();
+        for (name, (sum, count)) in &self.0 {
+            let (sum0, count0) = before.0.get(name).copied().unwrap_or_default();
+            if count > &count0 {
+                out.insert(name.clone(), json!(1e3 * (sum - sum0) / (count - count0)));
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+/// Reads the server's stage histograms (`stage` label) and its whole-request one
+/// (`handler`) from /metrics over plain HTTP.
+fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
+    let mut stream = std::net::TcpStream::connect(http)
+        .with_context(|| format!("connecting to the server's HTTP address {http}"))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let mut found: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, is_sum) = if let Some(rest) =
+            key.strip_prefix(&format!("{}_sum", oodgate::metrics::STAGE_SECONDS))
+        {
+            (
+                rest.trim_start_matches("{stage=\"")
+                    .trim_end_matches("\"}")
+                    .to_owned(),
+                true,
+            )
+        } else if let Some(rest) =
+            key.strip_prefix(&format!("{}_count", oodgate::metrics::STAGE_SECONDS))
+        {
+            (
+                rest.trim_start_matches("{stage=\"")
+                    .trim_end_matches("\"}")
+                    .to_owned(),
+                false,
+            )
+        } else if key == format!("{}_sum", oodgate::metrics::IMAGE_SECONDS) {
+            ("handler".to_owned(), true)
+        } else if key == format!("{}_count", oodgate::metrics::IMAGE_SECONDS) {
+            ("handler".to_owned(), false)
+        } else {
+            continue;
+        };
+        let entry = found.entry(name).or_default();
+        if is_sum {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    anyhow::ensure!(
+        found.contains_key("handler"),
+        "no request histograms in the server's /metrics"
+    );
+    Ok(StageSeconds(found))
+}
+
 fn latency_stats(samples: &[Duration]) -> Value {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
@@ -209,6 +282,8 @@ fn pipeline_limit(
 struct Server {
     child: Child,
     endpoint: String,
+    /// The HTTP address (host:port), for /metrics.
+    http: String,
     startup: Duration,
 }
 
@@ -238,19 +313,27 @@ fn start_server(
     let mut log = std::fs::File::create(log_path)?;
     std::thread::spawn(move || {
         let mut tx = Some(tx);
+        let mut grpc = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = writeln!(log, "{line}");
-            if let Some(rest) = line.split("gRPC listening addr=").nth(1)
-                && let Some(tx) = tx.take()
+            let addr = |marker: &str| {
+                let rest = line.split(marker).nth(1)?;
+                Some(rest.split_whitespace().next().unwrap_or("").to_owned())
+            };
+            if let Some(a) = addr("gRPC listening addr=") {
+                grpc = Some(a);
+            }
+            // The HTTP listener is logged after the gRPC one.
+            if let Some(http) = addr("HTTP listening addr=")
+                && let (Some(grpc), Some(tx)) = (grpc.take(), tx.take())
             {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                let _ = tx.send(addr);
+                let _ = tx.send((grpc, http));
             }
         }
     });
-    let addr = rx
+    let (addr, http) = rx
         .recv_timeout(Duration::from_secs(60))
-        .context("the server did not log its gRPC address (see serve.log)")?;
+        .context("the server did not log its gRPC and HTTP addresses (see serve.log)")?;
     let endpoint = format!("http://{addr}");
     // Poll the health check every 10 ms until SERVING.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -283,6 +366,7 @@ fn start_server(
     Ok(Server {
         child,
         endpoint,
+        http,
         startup: started.elapsed(),
     })
 }
@@ -647,7 +731,7 @@ pub fn run(
         let rss_after_stream = vm_hwm_kb(pid);
 
         log.stage("unary Detect, one image per call");
-        let (unary, local) = rt.block_on(async {
+        let (unary, local, unary_inside) = rt.block_on(async {
             let mut client = oodgate_replay::replay::connect(&endpoint).await?;
             let locate = |i: usize| {
                 let s = set_offsets.iter().rposition(|&o| o <= i).unwrap();
@@ -667,6 +751,7 @@ pub fn run(
                     ))
                     .await?;
             }
+            let stages_before = server_stage_seconds(&server.http)?;
             let mut latencies = Vec::new();
             let mut local = Vec::new();
             for (n, &i) in picks.iter().enumerate() {
@@ -688,7 +773,8 @@ pub fn run(
                     local.push(started.elapsed());
                 }
             }
-            Ok::<_, anyhow::Error>((latencies, local))
+            let inside = server_stage_seconds(&server.http)?.mean_ms_since(&stages_before);
+            Ok::<_, anyhow::Error>((latencies, local, inside))
         })?;
         // The floor of a round trip: GetModelInfo (no model work), same client setup.
         let info = rt.block_on(async {
@@ -712,6 +798,7 @@ pub fn run(
                        "request_latency_ms": latency_stats(&replay.latencies),
                        "scores_identical_to_in_process": same},
             "unary_ms": latency_stats(&unary),
+            "unary_inside_server_mean_ms": unary_inside,
             "in_process_interleaved_ms": latency_stats(&local),
             "get_model_info_ms": latency_stats(&info),
             "vm_hwm_kb_after_stream": rss_after_stream,
@@ -1177,6 +1264,28 @@ pub fn markdown(r: &Value) -> String {
             * st["window"].as_u64().unwrap_or(0)
             * st["batch"].as_u64().unwrap_or(0),
     );
+    let inside = &r["service"]["unary_inside_server_mean_ms"];
+    if !inside["handler"].is_null() {
+        let (handler, total) = (f(&inside["handler"]), f(&unary["mean"]));
+        s += &format!(
+            "\nWhere a unary call's time goes (means over the same {} calls; the server's own histograms, read from its \
+             `/metrics` before and after): inside the server's handler {handler:.3} ms, of which preprocessing {:.3}, queue {:.3}, \
+             ONNX Runtime {:.3} and LOF {:.3} ms, so {:.3} ms of hand-offs and bookkeeping; the other {:.3} ms of the {total:.3} ms \
+             mean are the gRPC round trip and the client (the `GetModelInfo` mean is {:.3} ms).\n",
+            unary["n"],
+            f(&inside["preprocess"]),
+            f(&inside["queue"]),
+            f(&inside["embed"]),
+            f(&inside["lof"]),
+            handler
+                - f(&inside["preprocess"])
+                - f(&inside["queue"])
+                - f(&inside["embed"])
+                - f(&inside["lof"]),
+            total - handler,
+            f(&r["service"]["get_model_info_ms"]["mean"]),
+        );
+    }
 
     s += "\n## 5. Start-up, index build, memory\n\n";
     s += &format!(
