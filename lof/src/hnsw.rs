@@ -419,7 +419,12 @@ impl Graph {
         for l in (1..=top).rev() {
             loop {
                 let mut moved = false;
-                for &nb in self.links(l, entry) {
+                // As on layer 0: all the rows' cache misses at once.
+                let links = self.links(l, entry);
+                for &nb in links {
+                    prefetch(row(data, nb));
+                }
+                for &nb in links {
                     let d = dist(nb);
                     if d < entry_dist {
                         (entry, entry_dist) = (nb, d);
