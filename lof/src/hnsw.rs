@@ -481,6 +481,9 @@ impl Graph {
                     let dn = dist(nb);
                     let worst = best.peek().map_or(f32::INFINITY, |w| w.0);
                     if best.len() < ef || dn < worst {
+                        // A candidate may be expanded later: fetch where its links are.
+                        let offsets = &self.layers[0].offsets;
+                        prefetch(&offsets[nb as usize..nb as usize + 2]);
                         candidates.push(Reverse(Scored(dn, nb)));
                         best.push(Scored(dn, nb));
                         if best.len() > ef {
@@ -549,20 +552,24 @@ fn farthest_points(data: ArrayView2<'_, f32>, pool: &[u32], want: usize) -> Vec<
     ids
 }
 
-/// Hints the CPU to load `row` into cache.
+/// Hints the CPU to load `items` into cache.
 #[inline]
-fn prefetch(row: &[f32]) {
+fn prefetch<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        // SAFETY: SSE is part of x86_64, and a prefetch never faults.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            )
-        };
+    {
+        let start = items.as_ptr().cast::<u8>();
+        for at in (0..std::mem::size_of_val(items)).step_by(64) {
+            // SAFETY: SSE is part of x86_64; the address lies within `items`, and a
+            // prefetch never faults anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    start.add(at).cast(),
+                )
+            };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = items;
 }
 
 /// Squared Euclidean distance in f32 for graph navigation; eight partial sums so the
