@@ -401,7 +401,48 @@ impl Graph {
         count: usize,
         ef: usize,
     ) -> Vec<u32> {
+        let mut found = self.search_group(data, &[query], count, ef);
+        found.pop().expect("one query, one answer")
+    }
+
+    /// [`Graph::search`] for a few queries at once, with the same answers. Their layer-0
+    /// searches advance in turns, each turn one memory round trip: while one query
+    /// waits for the rows or links it asked for, the others compute, so the cache
+    /// misses of a group overlap instead of following one another.
+    fn search_group(
+        &self,
+        data: ArrayView2<'_, f32>,
+        queries: &[&[f32]],
+        count: usize,
+        ef: usize,
+    ) -> Vec<Vec<u32>> {
         let ef = ef.max(count).max(1);
+        BEAMS.with(|beams| {
+            let mut beams = beams.borrow_mut();
+            if beams.len() < queries.len() {
+                beams.resize_with(queries.len(), Beam::default);
+            }
+            let beams = &mut beams[..queries.len()];
+            for (beam, query) in beams.iter_mut().zip(queries) {
+                beam.start(&self.starts(data, query), ef);
+            }
+            let mut active = true;
+            while active {
+                active = false;
+                for (beam, query) in beams.iter_mut().zip(queries) {
+                    active |= beam.step(self, data, query, ef);
+                }
+            }
+            beams
+                .iter_mut()
+                .map(|beam| beam.best.drain().map(|s| s.1).collect())
+                .collect()
+        })
+    }
+
+    /// Where a query's layer-0 search starts: the end of the greedy descent through
+    /// the upper layers, and the nearest seeds.
+    fn starts(&self, data: ArrayView2<'_, f32>, query: &[f32]) -> Vec<Scored> {
         let dist = |id: u32| squared_l2(query, row(data, id));
         // Start from the best of the top layer's points (usually one or two).
         let top = self.layers.len() - 1;
@@ -436,7 +477,6 @@ impl Graph {
                 }
             }
         }
-        // Beam search of width ef on layer 0, from there and from the nearest seeds.
         let mut starts = vec![Scored(entry_dist, entry)];
         if !self.seeds.ids.is_empty() {
             let mut near: Vec<Scored> = self
@@ -450,50 +490,7 @@ impl Graph {
             near.select_nth_unstable(m - 1);
             starts.extend(near[..m].iter().filter(|s| s.1 != entry));
         }
-        VISITED.with(|visited| {
-            let mut visited = visited.borrow_mut();
-            visited.reset();
-            for s in &starts {
-                visited.insert(s.1);
-            }
-            let mut candidates: BinaryHeap<Reverse<Scored>> =
-                starts.iter().map(|&s| Reverse(s)).collect();
-            let mut best: BinaryHeap<Scored> = starts.iter().copied().collect();
-            while best.len() > ef {
-                best.pop();
-            }
-            let mut fresh = Vec::with_capacity(64);
-            while let Some(Reverse(Scored(d, id))) = candidates.pop() {
-                let worst = best.peek().map_or(f32::INFINITY, |w| w.0);
-                if d > worst && best.len() >= ef {
-                    break;
-                }
-                // Ask for every unvisited neighbour's row before reading any: on a large
-                // index each is a cache miss, and the misses then overlap.
-                fresh.clear();
-                for &nb in self.links(0, id) {
-                    if visited.insert(nb) {
-                        prefetch(row(data, nb));
-                        fresh.push(nb);
-                    }
-                }
-                for &nb in &fresh {
-                    let dn = dist(nb);
-                    let worst = best.peek().map_or(f32::INFINITY, |w| w.0);
-                    if best.len() < ef || dn < worst {
-                        // A candidate may be expanded later: fetch where its links are.
-                        let offsets = &self.layers[0].offsets;
-                        prefetch(&offsets[nb as usize..nb as usize + 2]);
-                        candidates.push(Reverse(Scored(dn, nb)));
-                        best.push(Scored(dn, nb));
-                        if best.len() > ef {
-                            best.pop();
-                        }
-                    }
-                }
-            }
-            best.into_iter().map(|s| s.1).collect()
-        })
+        starts
     }
 
     /// The k neighbours of each query as found by the graph, with exact distances,
@@ -505,16 +502,21 @@ impl Graph {
         queries: ArrayView2<'_, f32>,
         k: usize,
         ef: usize,
-    ) -> Vec<Option<Vec<(f64, u32)>>> {
-        (0..queries.nrows())
+    ) -> Vec<Found> {
+        let groups: Vec<Vec<Found>> = (0..queries.nrows().div_ceil(GROUP))
             .into_par_iter()
-            .map(|i| {
-                let q = queries.row(i);
-                let q = q.to_slice().expect("standard layout");
-                let ids = self.search(data, q, k, ef);
-                (ids.len() >= k).then(|| rank_exact(data, q, &ids, k))
+            .map(|g| {
+                let rows = g * GROUP..((g + 1) * GROUP).min(queries.nrows());
+                let group: Vec<&[f32]> = rows.map(|i| row(queries, i as u32)).collect();
+                let found = self.search_group(data, &group, k, ef);
+                group
+                    .iter()
+                    .zip(found)
+                    .map(|(q, ids)| (ids.len() >= k).then(|| rank_exact(data, q, &ids, k)))
+                    .collect()
             })
-            .collect()
+            .collect();
+        groups.into_iter().flatten().collect()
     }
 }
 
@@ -614,9 +616,97 @@ impl Ord for Scored {
     }
 }
 
+/// A query's k neighbours with exact squared distances, or `None` (see
+/// [`Graph::search_batch`]).
+type Found = Option<Vec<(f64, u32)>>;
+
+/// Queries whose layer-0 searches [`Graph::search_batch`] interleaves.
+const GROUP: usize = 8;
+
 thread_local! {
-    /// Per-thread visited marks, reused across searches so none allocates.
-    static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
+    /// Per-thread search states, reused across searches so none allocates.
+    static BEAMS: RefCell<Vec<Beam>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One query's layer-0 beam search of width ef (Malkov & Yashunin, algorithm 2), cut
+/// into steps that each end by asking for memory the next step reads.
+#[derive(Default)]
+struct Beam {
+    visited: Visited,
+    /// Found points to expand, nearest first.
+    candidates: BinaryHeap<Reverse<Scored>>,
+    /// The ef nearest found so far, farthest on top.
+    best: BinaryHeap<Scored>,
+    /// Neighbours whose rows were asked for: the next step computes their distances.
+    fresh: Vec<u32>,
+    /// The candidate whose links were asked for: the next step reads them.
+    expanding: Option<u32>,
+    done: bool,
+}
+
+impl Beam {
+    fn start(&mut self, starts: &[Scored], ef: usize) {
+        self.visited.reset();
+        self.candidates.clear();
+        self.best.clear();
+        self.fresh.clear();
+        for &s in starts {
+            self.visited.insert(s.1);
+            self.candidates.push(Reverse(s));
+            self.best.push(s);
+        }
+        while self.best.len() > ef {
+            self.best.pop();
+        }
+        self.expanding = None;
+        self.done = false;
+    }
+
+    /// Advances the search by one step; false once it has finished.
+    fn step(&mut self, graph: &Graph, data: ArrayView2<'_, f32>, query: &[f32], ef: usize) -> bool {
+        if self.done {
+            return false;
+        }
+        if let Some(id) = self.expanding.take() {
+            // The links asked for: ask for every unvisited neighbour's row.
+            for &nb in graph.links(0, id) {
+                if self.visited.insert(nb) {
+                    prefetch(row(data, nb));
+                    self.fresh.push(nb);
+                }
+            }
+            return true;
+        }
+        // The rows asked for: their distances.
+        for &nb in &self.fresh {
+            let dn = squared_l2(query, row(data, nb));
+            let worst = self.best.peek().map_or(f32::INFINITY, |w| w.0);
+            if self.best.len() < ef || dn < worst {
+                // A candidate may be expanded later: fetch where its links are.
+                let offsets = &graph.layers[0].offsets;
+                prefetch(&offsets[nb as usize..nb as usize + 2]);
+                self.candidates.push(Reverse(Scored(dn, nb)));
+                self.best.push(Scored(dn, nb));
+                if self.best.len() > ef {
+                    self.best.pop();
+                }
+            }
+        }
+        self.fresh.clear();
+        // The nearest candidate: ask for its links, unless it is farther than all ef best.
+        let worst = self.best.peek().map_or(f32::INFINITY, |w| w.0);
+        match self.candidates.pop() {
+            Some(Reverse(Scored(d, id))) if !(d > worst && self.best.len() >= ef) => {
+                prefetch(graph.links(0, id));
+                self.expanding = Some(id);
+                true
+            }
+            _ => {
+                self.done = true;
+                false
+            }
+        }
+    }
 }
 
 /// The ids a search has visited: an open-addressing hash set of 16 KiB, which stays in
@@ -760,6 +850,38 @@ mod tests {
         let mut found = seeded.search(data.view(), &query, 3, 3);
         found.sort_unstable();
         assert_eq!(found, vec![line, line + 1, line + 2]);
+    }
+
+    #[test]
+    fn interleaved_searches_answer_as_one_at_a_time() {
+        let (n, dim) = (3000, 12);
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let data = ndarray::Array2::from_shape_fn((n, dim), |_| next());
+        let queries = ndarray::Array2::from_shape_fn((GROUP + 3, dim), |_| next() * 1.5);
+        let graph = Builder::build(data.view(), &HnswParams::default(), None)
+            .export()
+            .unwrap()
+            .with_seeds(data.view(), &vec![1.0; n]);
+        let group: Vec<&[f32]> = (0..queries.nrows())
+            .map(|i| row(queries.view(), i as u32))
+            .collect();
+        for ef in [5, 20, 64] {
+            let together = graph.search_group(data.view(), &group, 5, ef);
+            for (q, found) in group.iter().zip(together) {
+                let mut alone = graph.search(data.view(), q, 5, ef);
+                let mut found = found;
+                alone.sort_unstable();
+                found.sort_unstable();
+                assert_eq!(found, alone);
+                assert_eq!(found.len(), ef.max(5));
+            }
+        }
     }
 
     #[test]
