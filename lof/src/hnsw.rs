@@ -10,7 +10,9 @@
 //! constructor from neighbour lists, so the lists cannot be turned back into an hnsw_rs
 //! object either. Plain arrays load in milliseconds, and the search below is the standard
 //! HNSW one (greedy descent to convergence on the upper layers, beam search of width ef
-//! on layer 0; Malkov & Yashunin 2018, algorithms 2 and 5).
+//! on layer 0; Malkov & Yashunin 2018, algorithms 2 and 5), also started from the seeds
+//! nearest the query (`Seeds`), and run for a batch's queries a few at a time in turns
+//! so that their cache misses overlap ([`Graph::search_batch`]).
 //!
 //! Only a query's k neighbours come from the graph: the search returns its ef best
 //! candidates, whose distances are recomputed exactly from the stored embeddings and
