@@ -164,32 +164,22 @@ fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
         let Ok(value) = value.parse::<f64>() else {
             continue;
         };
-        let (name, is_sum) = if let Some(rest) =
-            key.strip_prefix(&format!("{}_sum", oodgate::metrics::STAGE_SECONDS))
-        {
-            (
-                rest.trim_start_matches("{stage=\"")
-                    .trim_end_matches("\"}")
-                    .to_owned(),
-                true,
-            )
-        } else if let Some(rest) =
-            key.strip_prefix(&format!("{}_count", oodgate::metrics::STAGE_SECONDS))
-        {
-            (
-                rest.trim_start_matches("{stage=\"")
-                    .trim_end_matches("\"}")
-                    .to_owned(),
-                false,
-            )
-        } else if key == format!("{}_sum", oodgate::metrics::IMAGE_SECONDS) {
-            ("handler".to_owned(), true)
-        } else if key == format!("{}_count", oodgate::metrics::IMAGE_SECONDS) {
-            ("handler".to_owned(), false)
+        let (series, labels) = key.split_once('{').unwrap_or((key, ""));
+        let (metric, is_sum) = match (series.strip_suffix("_sum"), series.strip_suffix("_count")) {
+            (Some(metric), _) => (metric, true),
+            (_, Some(metric)) => (metric, false),
+            _ => continue,
+        };
+        let name = if metric == oodgate::metrics::STAGE_SECONDS {
+            labels
+                .trim_start_matches("stage=\"")
+                .trim_end_matches("\"}")
+        } else if metric == oodgate::metrics::IMAGE_SECONDS {
+            "handler"
         } else {
             continue;
         };
-        let entry = found.entry(name).or_default();
+        let entry = found.entry(name.to_owned()).or_default();
         if is_sum {
             entry.0 = value;
         } else {
