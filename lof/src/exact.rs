@@ -449,13 +449,7 @@ pub(crate) fn rank_exact(
 ) -> Vec<(f64, u32)> {
     let mut scored: Vec<(f64, u32)> = candidates
         .iter()
-        .map(|&id| {
-            let row = data.row(id as usize);
-            (
-                squared_distance(query, row.as_slice().expect("standard layout")),
-                id,
-            )
-        })
+        .map(|&id| (squared_distance(query, row(data, id)), id))
         .collect();
     let by_distance_then_id =
         |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -465,6 +459,13 @@ pub(crate) fn rank_exact(
     }
     scored.sort_unstable_by(by_distance_then_id);
     scored
+}
+
+/// Row `id` of a standard-layout matrix, as a slice.
+pub(crate) fn row(data: ArrayView2<'_, f32>, id: u32) -> &[f32] {
+    data.index_axis_move(Axis(0), id as usize)
+        .to_slice()
+        .expect("standard layout")
 }
 
 /// `sum (a_i - b_i)^2` in f64, left to right: the same operations as scikit-learn's

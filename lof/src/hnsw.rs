@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use hnsw_rs::prelude::{DistL2, Hnsw};
 use indicatif::ProgressBar;
-use ndarray::{ArrayView2, Axis};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LofError;
-use crate::exact::rank_exact;
+use crate::exact::{rank_exact, row};
 use crate::neighbours::NeighbourLists;
 
 /// hnsw_rs caps the number of layers at 16; asking for the cap costs nothing.
@@ -530,12 +530,6 @@ const SPARSE_SEEDS: usize = 64;
 const SPARSE_SHARE: f64 = 0.01;
 /// How many of the seeds nearest a query it starts from.
 const SEED_STARTS: usize = 2;
-
-fn row(data: ArrayView2<'_, f32>, id: u32) -> &[f32] {
-    data.index_axis_move(Axis(0), id as usize)
-        .to_slice()
-        .expect("standard layout")
-}
 
 /// Up to `want` points of `pool` (not empty), each the farthest from those before it,
 /// starting from the first: a deterministic spread over the pool.

@@ -16,7 +16,7 @@
 mod scaling;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -149,13 +149,13 @@ impl StageSeconds {
 }
 
 /// Reads the server's stage histograms (`stage` label) and its whole-request one
-/// (`handler`) from /metrics over plain HTTP.
+/// (`handler`) from /metrics.
 fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
-    let mut stream = std::net::TcpStream::connect(http)
-        .with_context(|| format!("connecting to the server's HTTP address {http}"))?;
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
+    let text = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .with_context(|| format!("GET /metrics from the server at {http}"))?
+        .body_mut()
+        .read_to_string()?;
     let mut found: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for line in text.lines() {
         let Some((key, value)) = line.rsplit_once(' ') else {
