@@ -217,7 +217,14 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
         })
         .collect();
     let sets = Arc::new(sets);
-    let summary = server.replay(&sets, ReplayOptions::default());
+    // Paced to last several scrape intervals: the latency histogram has no series
+    // before the first request, and rate() needs two scrapes of it that differ. An
+    // unpaced replay now fits between two scrapes.
+    let paced = ReplayOptions {
+        rate: Some(1500.0),
+        ..ReplayOptions::default()
+    };
+    let summary = server.replay(&sets, paced);
     println!("{}", summary.markdown());
     let counted: HashMap<&str, f64> = summary
         .sets
