@@ -161,6 +161,14 @@ pub fn set_loaded(detector: &Detector, config: &Config) {
     for class in &detector.model.classes {
         counter!(CLASSIFIED, "class" => class.clone()).absolute(0);
     }
+    // Registering a histogram renders its buckets at zero, so the latency panels'
+    // rate() has two samples from the first request on, not from the second scrape after it.
+    let _ = histogram!(IMAGE_SECONDS);
+    let _ = histogram!(BATCH_IMAGES);
+    let _ = histogram!(LOF_DECISION);
+    for stage in STAGES {
+        let _ = histogram!(STAGE_SECONDS, "stage" => stage);
+    }
     gauge!(READY).set(1.0);
 }
 
@@ -206,6 +214,9 @@ pub fn record_detection(detection: &Detection, elapsed: Duration) {
     histogram!(IMAGE_SECONDS).record_many(elapsed.as_secs_f64(), detection.verdicts.len());
     record_stages(&detection.timings);
 }
+
+/// The values of `STAGE_SECONDS`'s "stage" label.
+const STAGES: [&str; 4] = ["preprocess", "queue", "embed", "lof"];
 
 fn record_stages(t: &Timings) {
     histogram!(STAGE_SECONDS, "stage" => "preprocess").record(t.preprocess.as_secs_f64());

@@ -217,9 +217,8 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
         })
         .collect();
     let sets = Arc::new(sets);
-    // Paced to last several scrape intervals: the latency histogram has no series
-    // before the first request, and rate() needs two scrapes of it that differ. An
-    // unpaced replay now fits between two scrapes.
+    // Paced to last several scrape intervals, as live traffic would: the panels' rate()
+    // then sees counters grow over several samples, not one step between two scrapes.
     let paced = ReplayOptions {
         rate: Some(1500.0),
         ..ReplayOptions::default()

@@ -423,6 +423,19 @@ fn http_side_serves_health_and_metrics() {
         before.contains(r#"oodgate_images_total{outcome="rejected",source="fashion-mnist"} 0"#),
         "{before}"
     );
+    // So do the histograms: the latency panels' rate() works from the first request.
+    for series in [
+        "oodgate_image_duration_seconds_count 0",
+        r#"oodgate_image_duration_seconds_bucket{le="0.01"} 0"#,
+        r#"oodgate_stage_duration_seconds_count{stage="lof"} 0"#,
+        "oodgate_batch_images_count 0",
+        "oodgate_lof_decision_count 0",
+    ] {
+        assert!(
+            before.contains(series),
+            "{series} missing before traffic: {before}"
+        );
+    }
 
     let mut mnist = ReplaySet::load("mnist", &data()).unwrap();
     mnist.truncate(300);
