@@ -1350,9 +1350,10 @@ fn scaling_markdown(scaling: &Value) -> String {
          exact training neighbours (scikit-learn's fit) and with training neighbours searched on the HNSW graph (ef {}); larger \
          ones only from the graph, since the exact all-pairs pass grows with n squared. Size is the index artifact on disk \
          (embeddings, graph, LOF state), about what the service holds in memory. Each search's time is the best of {} runs over the \
-         queries. Agreement is with exact search on the same index.\n\n\
-         | points (synthetic) | build | build s | size MiB | search | queries/s | speed vs exact | agreement with exact |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         queries. Recall and agreement are with exact search on the same index: recall is the share of each query's k exact \
+         neighbours that the search returned.\n\n\
+         | points (synthetic) | build | build s | size MiB | search | queries/s | speed vs exact | recall@k | agreement with exact |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         scaling["k"],
         sizes.first().map_or(Value::Null, |r| r["queries"].clone()),
         scaling["contamination"],
@@ -1370,22 +1371,43 @@ fn scaling_markdown(scaling: &Value) -> String {
                 continue;
             }
             for mode in build["modes"].as_array().into_iter().flatten() {
-                let (speed, agree) = if mode["ef"].is_null() {
-                    ("1x".to_string(), "".to_string())
+                let (speed, recall, agree) = if mode["ef"].is_null() {
+                    ("1x".to_string(), String::new(), String::new())
                 } else {
                     (
                         format!("{:.1}x", f(&mode["speedup_vs_exact"])),
+                        format!("{:.3}", f(&mode["recall_at_k"])),
                         format!("{:.2} %", 100.0 * f(&mode["agreement_with_exact"])),
                     )
                 };
                 s += &format!(
-                    "| {} ({}) | {label} | {:.1} | {:.1} | {} | {:.0} | {speed} | {agree} |\n",
+                    "| {} ({}) | {label} | {:.1} | {:.1} | {} | {:.0} | {speed} | {recall} | {agree} |\n",
                     size["points"],
                     size["synthetic"],
                     f(&build["build_seconds"]),
                     f(&build["artifact_bytes"]) / 1_048_576.0,
                     mode["search"].as_str().unwrap_or("?"),
                     f(&mode["queries_per_second"]),
+                );
+            }
+        }
+    }
+    s += &format!(
+        "\nHow many queries a small error in their neighbours can flip: the share whose exact score lies within {:.0} % of \
+         the threshold. Where it is large, agreement stays low even at high recall: a query that misses a few of its \
+         neighbours gets neighbours with other densities instead, and its score moves either way.\n\n",
+        100.0 * f(&scaling["near"])
+    );
+    for size in sizes {
+        for (label, build) in [
+            ("exact", &size["exact_build"]),
+            ("graph", &size["graph_build"]),
+        ] {
+            if let Some(exact) = build["modes"].as_array().and_then(|m| m.first()) {
+                s += &format!(
+                    "- {} points, {label} neighbours: {:.1} %\n",
+                    size["points"],
+                    100.0 * f(&exact["near_threshold"])
                 );
             }
         }
