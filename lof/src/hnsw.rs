@@ -407,6 +407,27 @@ impl Graph {
         found.pop().expect("one query, one answer")
     }
 
+    /// [`Graph::search`] for training point `id`'s own row, started at the point itself
+    /// as well: a point of a small island, which links from the clusters may not lead
+    /// to, then still finds its island. A build that takes the training neighbours from
+    /// the graph needs them right for the sparsest points above all, since the
+    /// threshold comes from those points' scores.
+    pub fn search_training(
+        &self,
+        data: ArrayView2<'_, f32>,
+        id: u32,
+        count: usize,
+        ef: usize,
+    ) -> Vec<u32> {
+        let query = row(data, id);
+        let mut starts = self.starts(data, query);
+        if starts.iter().all(|s| s.1 != id) {
+            starts.push(Scored(0.0, id));
+        }
+        let mut found = self.run_beams(data, &[query], vec![starts], count, ef);
+        found.pop().expect("one query, one answer")
+    }
+
     /// [`Graph::search`] for a few queries at once, with the same answers. Their layer-0
     /// searches advance in turns, each turn one memory round trip: while one query
     /// waits for the rows or links it asked for, the others compute, so the cache
@@ -418,6 +439,19 @@ impl Graph {
         count: usize,
         ef: usize,
     ) -> Vec<Vec<u32>> {
+        let starts = queries.iter().map(|q| self.starts(data, q)).collect();
+        self.run_beams(data, queries, starts, count, ef)
+    }
+
+    /// The layer-0 searches of `queries`, each from its `starts`, in turns.
+    fn run_beams(
+        &self,
+        data: ArrayView2<'_, f32>,
+        queries: &[&[f32]],
+        starts: Vec<Vec<Scored>>,
+        count: usize,
+        ef: usize,
+    ) -> Vec<Vec<u32>> {
         let ef = ef.max(count).max(1);
         BEAMS.with(|beams| {
             let mut beams = beams.borrow_mut();
@@ -425,8 +459,8 @@ impl Graph {
                 beams.resize_with(queries.len(), Beam::default);
             }
             let beams = &mut beams[..queries.len()];
-            for (beam, query) in beams.iter_mut().zip(queries) {
-                beam.start(&self.starts(data, query), ef);
+            for (beam, starts) in beams.iter_mut().zip(&starts) {
+                beam.start(starts, ef);
             }
             let mut active = true;
             while active {
@@ -803,10 +837,9 @@ mod tests {
         assert!(v.insert(1));
     }
 
-    #[test]
-    fn search_reaches_an_island_no_link_leads_to_from_a_seed() {
-        // 200 points on a line, chained; 5 points far away that link out to the line
-        // but that nothing links to. Only a seed can lead a search there.
+    /// 200 points on a line, chained, then 5 points far away that link out to the line
+    /// but that nothing links to: (data, graph, first island id).
+    fn line_and_island() -> (ndarray::Array2<f32>, Graph, u32) {
         let (line, island) = (200u32, 5u32);
         let n = (line + island) as usize;
         let mut data = ndarray::Array2::<f32>::zeros((n, 8));
@@ -827,11 +860,18 @@ mod tests {
             offsets,
             links,
         };
+        (data, Graph::from_layers(n, vec![layer]).unwrap(), line)
+    }
+
+    #[test]
+    fn search_reaches_an_island_no_link_leads_to_from_a_seed() {
+        // Only a seed can lead a query's search to the island.
+        let (data, plain, line) = line_and_island();
+        let n = plain.len();
         let mut kdist = vec![0.2; n];
         kdist[n - 1] = 50.0;
         let query = [100.05f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
 
-        let plain = Graph::from_layers(n, vec![layer]).unwrap();
         let found = plain.search(data.view(), &query, 3, 3);
         assert!(
             found.iter().all(|&id| id < line),
@@ -846,6 +886,19 @@ mod tests {
         let mut found = seeded.search(data.view(), &query, 3, 3);
         found.sort_unstable();
         assert_eq!(found, vec![line, line + 1, line + 2]);
+    }
+
+    #[test]
+    fn a_training_search_finds_its_own_island() {
+        // Without seeds, an island point searched as a query ends on the line; as a
+        // training point its search also starts at itself.
+        let (data, graph, line) = line_and_island();
+        let me = line + 2;
+        let as_query = graph.search(data.view(), row(data.view(), me), 3, 3);
+        assert!(as_query.iter().all(|&id| id < line), "{as_query:?}");
+        let mut found = graph.search_training(data.view(), me, 3, 3);
+        found.sort_unstable();
+        assert_eq!(found, vec![line + 1, line + 2, line + 3]);
     }
 
     #[test]
