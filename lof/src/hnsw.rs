@@ -305,13 +305,7 @@ impl Graph {
             }
         };
         let mut ids = farthest_points(data, pool, SPREAD_SEEDS);
-        let mut sparse: Vec<u32> = (0..self.n as u32).collect();
-        let keep = ((self.n as f64 * SPARSE_SHARE) as usize).clamp(1, self.n);
-        sparse.select_nth_unstable_by(keep - 1, |&a, &b| {
-            kdist[b as usize].total_cmp(&kdist[a as usize])
-        });
-        sparse.truncate(keep);
-        sparse.sort_unstable();
+        let sparse = crate::score::sparsest(kdist, SPARSE_SHARE);
         ids.extend(farthest_points(data, &sparse, SPARSE_SEEDS));
         ids.sort_unstable();
         ids.dedup();

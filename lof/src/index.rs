@@ -127,8 +127,7 @@ fn graph_training_neighbours(
     let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..data.nrows())
         .into_par_iter()
         .map(|p| {
-            let q = data.row(p);
-            let q = q.to_slice().expect("standard layout");
+            let q = crate::exact::row(data, p as u32);
             let found = graph.search_training(data, p as u32, k + 1, ef);
             let mut ranked = crate::exact::rank_exact(data, q, &found, k + 1);
             match ranked.iter().position(|&(_, id)| id as usize == p) {
@@ -146,18 +145,15 @@ fn graph_training_neighbours(
         .collect();
     let (ids, dists): (Vec<Vec<u32>>, Vec<Vec<f64>>) = rows.into_iter().unzip();
     let (mut ids, mut dists) = (ids.concat(), dists.concat());
-    let kdist = |p: usize| dists[(p + 1) * k - 1];
-    let mut sparse: Vec<usize> = (0..data.nrows()).collect();
-    let keep = ((data.nrows() as f64 * EXACT_SPARSE_SHARE).ceil() as usize).min(sparse.len());
-    if keep > 0 {
-        sparse.select_nth_unstable_by(keep - 1, |&a, &b| kdist(b).total_cmp(&kdist(a)));
-        sparse.truncate(keep);
-        sparse.sort_unstable();
-        let exact_lists = exact.search_training_rows(&sparse, k);
-        for (j, &p) in sparse.iter().enumerate() {
-            ids[p * k..(p + 1) * k].copy_from_slice(exact_lists.ids(j));
-            dists[p * k..(p + 1) * k].copy_from_slice(exact_lists.dists(j));
-        }
+    let kdist: Vec<f64> = dists.chunks_exact(k).map(|row| row[k - 1]).collect();
+    let sparse: Vec<usize> = score::sparsest(&kdist, EXACT_SPARSE_SHARE)
+        .into_iter()
+        .map(|p| p as usize)
+        .collect();
+    let exact_lists = exact.search_training_rows(&sparse, k);
+    for (j, &p) in sparse.iter().enumerate() {
+        ids[p * k..(p + 1) * k].copy_from_slice(exact_lists.ids(j));
+        dists[p * k..(p + 1) * k].copy_from_slice(exact_lists.dists(j));
     }
     NeighbourLists::new(k, ids, dists)
 }

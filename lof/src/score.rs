@@ -30,6 +30,23 @@ pub fn kdist(training_neighbours: &NeighbourLists) -> Vec<f64> {
         .collect()
 }
 
+/// Ids of the `share` of the points with the largest k-distance (at least one),
+/// ascending: the sparsest, where graph links lead least.
+pub fn sparsest(kdist: &[f64], share: f64) -> Vec<u32> {
+    let n = kdist.len();
+    let mut ids: Vec<u32> = (0..n as u32).collect();
+    if n == 0 {
+        return ids;
+    }
+    let keep = ((n as f64 * share) as usize).clamp(1, n);
+    ids.select_nth_unstable_by(keep - 1, |&a, &b| {
+        kdist[b as usize].total_cmp(&kdist[a as usize])
+    });
+    ids.truncate(keep);
+    ids.sort_unstable();
+    ids
+}
+
 /// Local reachability density of one point from its neighbours' ids and distances and
 /// the training k-distances: `1 / (mean max(kdist(o), d) + 1e-10)`.
 pub fn local_reachability_density(ids: &[u32], dists: &[f64], kdist: &[f64]) -> f64 {

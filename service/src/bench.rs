@@ -1337,6 +1337,9 @@ fn scaling_goal(scaling: &Value) -> Option<(u64, Value)> {
     Some((largest["points"].as_u64()?, (*pick).clone()))
 }
 
+/// The scaling section's two kinds of build: (label, results.json key).
+const BUILDS: [(&str, &str); 2] = [("exact", "exact_build"), ("graph", "graph_build")];
+
 fn scaling_markdown(scaling: &Value) -> String {
     let mut s = String::from("\n## 6. How cost grows with the index\n\n");
     let Some(sizes) = scaling["sizes"].as_array() else {
@@ -1363,10 +1366,8 @@ fn scaling_markdown(scaling: &Value) -> String {
         scaling["runs"],
     );
     for size in sizes {
-        for (label, build) in [
-            ("exact neighbours", &size["exact_build"]),
-            ("graph neighbours", &size["graph_build"]),
-        ] {
+        for (label, key) in BUILDS {
+            let build = &size[key];
             if build.is_null() {
                 continue;
             }
@@ -1381,7 +1382,7 @@ fn scaling_markdown(scaling: &Value) -> String {
                     )
                 };
                 s += &format!(
-                    "| {} ({}) | {label} | {:.1} | {:.1} | {} | {:.0} | {speed} | {recall} | {agree} |\n",
+                    "| {} ({}) | {label} neighbours | {:.1} | {:.1} | {} | {:.0} | {speed} | {recall} | {agree} |\n",
                     size["points"],
                     size["synthetic"],
                     f(&build["build_seconds"]),
@@ -1399,11 +1400,8 @@ fn scaling_markdown(scaling: &Value) -> String {
         100.0 * f(&scaling["near"])
     );
     for size in sizes {
-        for (label, build) in [
-            ("exact", &size["exact_build"]),
-            ("graph", &size["graph_build"]),
-        ] {
-            if let Some(exact) = build["modes"].as_array().and_then(|m| m.first()) {
+        for (label, key) in BUILDS {
+            if let Some(exact) = size[key]["modes"].as_array().and_then(|m| m.first()) {
                 s += &format!(
                     "- {} points, {label} neighbours: {:.1} %\n",
                     size["points"],
