@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import synthetic
+from . import glyphs, synthetic
 
 
 def _shift(rng, xb, s):
@@ -94,19 +94,24 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
 
     empty = np.zeros((0, 28, 28, 1), np.float32)
     started = time.time()
+    pools = near_pools(rng, recipe, min(recipe.near_pool, n), log)
+    n_glyph_digits = round(batch * recipe.digit_glyph_share)
     for epoch in range(recipe.epochs):
         t = time.time()
         order = rng.permutation(n)
-        outliers = (synthetic.mixture(rng, steps_per_epoch * n_out, x, y, recipe.outlier_types)
-                    if use_oe else None)
+        outliers = epoch_outliers(rng, recipe, steps_per_epoch * n_out, x, y, pools) if use_oe else None
         sums = np.zeros(3)
         for s in range(steps_per_epoch):
             idx = order[s * batch: (s + 1) * batch]
-            xb = x[idx]
+            xb, yb = x[idx], y[idx]
+            if n_glyph_digits:
+                g = rng.integers(0, len(pools["digits"][0]), n_glyph_digits)
+                xb = np.concatenate([xb, pools["digits"][0][g]])
+                yb = np.concatenate([yb, pools["digits"][1][g]])
             if recipe.shift:
                 xb = _shift(rng, xb, recipe.shift)
             ob = outliers[s * n_out: (s + 1) * n_out] if use_oe else empty
-            sums += [float(v) for v in step(tf.constant(xb), tf.constant(y[idx]), tf.constant(ob))]
+            sums += [float(v) for v in step(tf.constant(xb), tf.constant(yb), tf.constant(ob))]
         msg = (f"epoch {epoch + 1}/{recipe.epochs} {time.time() - t:.0f}s ce {sums[0] / steps_per_epoch:.4f}"
                f" oe {sums[1] / steps_per_epoch:.4f} acc {sums[2] / steps_per_epoch:.4f}")
         if x_val is not None and len(x_val):
@@ -115,3 +120,31 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
             msg += f" val_acc {np.mean(pred == y_val):.4f}"
         log(msg, flush=True)
     return time.time() - started
+
+
+def near_pools(rng, recipe, size, log=print):
+    """Stroke renderings are slow in numpy (a few ms each), so each near-digit type and
+    the stroke-font digits are rendered once into a pool of `size` that the epochs sample."""
+    pools = {}
+    t = time.time()
+    for name in recipe.near_types:
+        pools[name] = glyphs.NEAR_TYPES[name](rng, size)
+    if recipe.digit_glyph_share > 0:
+        pools["digits"] = glyphs.digit_glyphs(rng, size)
+    if pools:
+        log(f"rendered {', '.join(pools)} pools of {size} in {time.time() - t:.0f}s", flush=True)
+    return pools
+
+
+def epoch_outliers(rng, recipe, count, x, y, pools):
+    """`count` outliers: `near_share` of them drawn from the near-digit pools (shifted by
+    up to 2 px), the rest made fresh from `outlier_types`; shuffled."""
+    n_near = round(count * recipe.near_share) if recipe.near_types else 0
+    parts = [synthetic.mixture(rng, count - n_near, x, y, recipe.outlier_types)]
+    if n_near:
+        which = rng.integers(0, len(recipe.near_types), n_near)
+        for i, name in enumerate(recipe.near_types):
+            k = int((which == i).sum())
+            parts.append(_shift(rng, pools[name][rng.integers(0, len(pools[name]), k)], 2))
+    out = np.concatenate(parts)
+    return out[rng.permutation(len(out))]

@@ -39,6 +39,16 @@ class Recipe:
     outlier_target: str = "uniform"
     outlier_ratio: float = 0.5
     outlier_types: tuple = ()
+    # Near-digit outliers (oodtrain.glyphs: other scripts' glyphs, doodles, scribbles),
+    # rendered once into a pool of `near_pool` images per type and sampled with random
+    # shifts; `near_share` of each batch's outliers come from them, the rest from
+    # `outlier_types`.
+    near_types: tuple = ()
+    near_share: float = 0.0
+    near_pool: int = 8000
+    # Extra training digits per batch rendered from Hershey stroke fonts
+    # (glyphs.DIGIT_FONTS), as a share of the batch: typed and drawn digits are digits too.
+    digit_glyph_share: float = 0.0
     # Random integer shift of up to this many pixels (zero fill), a mild augmentation.
     shift: int = 0
     weight_decay: float = 0.0
@@ -126,8 +136,19 @@ ARC_OE = replace(
 COS_OE_SHIFT = replace(COS_OE_CLASS, name="cosface-oe-shift", shift=2,
                        description=COS_OE_CLASS.description + " Random shifts of up to 2 pixels.")
 
+# Issue 17: near-digit outliers (no Latin letters: those are evaluation-only), and
+# stroke-font digits as extra digits.
+NEAR_TYPES = ("glyphs", "doodles", "scribbles")
+COS_OE_NEAR = replace(
+    COS_OE_SHIFT, name="cosface-oe-near",
+    description=COS_OE_SHIFT.description + " Two thirds of the outliers are near-digit strokes "
+    "(Hershey glyphs of other scripts and symbol sets, doodles, random scribbles; no Latin "
+    "letters), and one image in eight of each batch is a Hershey stroke-font digit.",
+    near_types=NEAR_TYPES, near_share=2 / 3, digit_glyph_share=0.125,
+)
+
 RECIPES = {r.name: r for r in (SEED, L2_AUG, COS, OE, COS_OE_UNIFORM, COS_OE_CLASS, COS_M35, ARC, COS_CENTER,
-                               COS_D128, ARC_OE, COS_OE_SHIFT)}
+                               COS_D128, ARC_OE, COS_OE_SHIFT, COS_OE_NEAR)}
 
 
 def plain(recipe: Recipe) -> Recipe:

@@ -15,6 +15,8 @@ white on black like MNIST unless the type says otherwise.
 
 import numpy as np
 
+from . import glyphs
+
 SIZE = 28
 
 
@@ -151,6 +153,9 @@ TRAIN_TYPES = {
 }
 
 HELDOUT_TYPES = {
+    # Near-digit and unseen in training: Cyrillic letters that look neither Latin nor
+    # like digits (oodtrain.glyphs.HELDOUT_GLYPHS).
+    "cyrillic": glyphs.heldout_glyphs,
     "gaussian_noise": gaussian_noise,
     "pixel_scramble": pixel_scramble,
     "strong_blur": strong_blur,

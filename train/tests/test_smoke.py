@@ -82,3 +82,52 @@ def test_synthetic_outlier_families_are_disjoint_and_well_formed():
         out = fn(rng, 5, x[:100], y[:100])
         assert out.shape == (5, 28, 28, 1) and out.dtype == np.float32
         assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def _latin_letter_glyphs():
+    """Every Latin letter of the Hershey Latin fonts, as stroke tuples."""
+    from oodtrain import strokes
+
+    shapes = set()
+    for font in ("futural", "futuram", "rowmans", "rowmand", "rowmant", "timesr", "timesrb", "timesi",
+                 "scripts"):
+        g = strokes.hershey(font)
+        for c in [chr(i) for i in range(ord("A"), ord("Z") + 1)] + [chr(i) for i in range(ord("a"), ord("z") + 1)]:
+            shapes.add(tuple(tuple(map(tuple, s.tolist())) for s in g[ord(c) - 32]))
+    return shapes
+
+
+def test_training_glyphs_are_no_latin_letters():
+    from oodtrain import glyphs
+
+    latin = _latin_letter_glyphs()
+    assert len(latin) > 250
+    pool = glyphs._pool(glyphs.TRAIN_GLYPHS) + glyphs._pool(glyphs.HELDOUT_GLYPHS)
+    assert len(pool) > 200
+    same = [i for i, g in enumerate(pool) if tuple(tuple(map(tuple, s.tolist())) for s in g) in latin]
+    assert not same, f"training glyphs identical to a Latin letter: {same}"
+
+
+@pytest.mark.parametrize("kind", ["glyphs", "doodles", "scribbles", "heldout", "digits"])
+def test_stroke_outliers_are_rendered_like_mnist(kind):
+    """MNIST's own normalisation: ink in a 20x20 box, centre of mass at the centre."""
+    from oodtrain import glyphs
+
+    rng = np.random.default_rng(0)
+    if kind == "digits":
+        x, labels = glyphs.digit_glyphs(rng, 40)
+        assert set(labels.tolist()) <= set(range(10))
+    elif kind == "heldout":
+        x = glyphs.heldout_glyphs(rng, 40)
+    else:
+        x = glyphs.NEAR_TYPES[kind](rng, 40)
+    assert x.shape == (40, 28, 28, 1) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    yy, xx = np.mgrid[0:28, 0:28] + 0.5
+    for im in x[..., 0]:
+        ink = im > 0.05
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 22
+        mass = im.sum()
+        cy, cx = (yy * im).sum() / mass, (xx * im).sum() / mass
+        assert abs(cy - 14) < 1.0 and abs(cx - 14) < 1.0
