@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Which shapes does the served model reject, and from which contamination? Draws each
-// shape on the demo page and prints its answer at every level the page offers; used to
-// pick demo.mjs's non-digits (re-run it when the default model changes).
+// shape on the demo page and prints its answer at every level the page offers. A survey
+// for exploring a model, never for choosing demo.mjs's cases: those are fixed in advance
+// (DESIGN.md, "Measuring out-of-distribution quality honestly").
 //
 //   node tests/browser/shapes.mjs http://127.0.0.1:8080/ [shape ...]
 //

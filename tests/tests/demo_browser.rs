@@ -1,7 +1,11 @@
 //! The demo page in a real browser: `tests/browser/demo.mjs` drives headless Chromium
 //! (Debian's `chromium`, through the npm package `playwright-core`, kept off the
-//! network) against the real `oodgate serve`: it draws a 1, a 7, a 0 and two shapes that
-//! are not digits and checks the answers. Screenshots go to `target/browser-artifacts/`.
+//! network) against the real `oodgate serve`, at the page's default contamination (1 %):
+//! it draws with the mouse at least 12 digits (0 to 9 and variants), which must all be
+//! read right, and at least 20 non-digits (letters and doodles written before the model
+//! was trained, never swapped for ones it passes), of which at least 90 % must be
+//! rejected. Screenshots of every case and `results.json` go to
+//! `target/browser-artifacts/`.
 //!
 //! Missing node, Chromium or `tests/browser/node_modules` fail this test: run
 //! `scripts/setup.sh test` (make test does).
@@ -67,6 +71,34 @@ fn demo_page_answers_drawings_in_a_browser() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
+    // The harness's own output first (every case drawn and screenshotted), so a model
+    // below the 90 % goal still shows that the drawing and counting work.
+    let results_path = out.join("results.json");
+    let results: serde_json::Value = std::fs::read(&results_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no readable {} ({})\n{stdout}\n{stderr}",
+                results_path.display(),
+                output.status
+            )
+        });
+    let cases = results["results"]
+        .as_array()
+        .expect("results.json has a results list");
+    let count = |kind: &str| cases.iter().filter(|c| c["kind"] == kind).count();
+    assert!(
+        count("digit") >= 12 && count("not-digit") >= 20,
+        "expected at least 12 digit and 20 non-digit cases, results.json has {} and {}",
+        count("digit"),
+        count("not-digit")
+    );
+    for case in cases {
+        let name = case["case"].as_str().expect("a case name");
+        let shot = out.join(format!("{name}.png"));
+        assert!(is_png(&shot), "no screenshot {}", shot.display());
+    }
     assert!(
         output.status.success(),
         "the browser test failed ({}); screenshots in {}\n{stdout}\n{stderr}\nserver log:\n{}",
@@ -74,16 +106,6 @@ fn demo_page_answers_drawings_in_a_browser() {
         out.display(),
         server.log_text()
     );
-    for case in [
-        "digit-1",
-        "digit-7",
-        "digit-0",
-        "not-digit-square",
-        "not-digit-x",
-    ] {
-        let shot = out.join(format!("{case}.png"));
-        assert!(is_png(&shot), "no screenshot {}", shot.display());
-    }
 }
 
 fn is_png(path: &Path) -> bool {
