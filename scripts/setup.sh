@@ -2,7 +2,9 @@
 # Idempotent setup: a project-local Python virtualenv with pinned packages.
 #   scripts/setup.sh runtime   ONNX Runtime's shared library only (what the service loads)
 #   scripts/setup.sh test      plus TensorFlow/Keras, tf2onnx, scikit-learn, pytest, grpcio-tools,
-#                              and the browser test's Chromium (apt) and playwright-core (npm ci)
+#                              the browser test's Chromium (apt) and playwright-core (npm ci),
+#                              and the fonts of the synthetic evaluation sets and of the
+#                              trainer's typeset digits (apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +21,25 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 # Debian packages the tests use, installed only when missing: chromium (the demo page's
-# browser test), prometheus and promtool (deploy/ checks), yamllint.
+# browser test), prometheus and promtool (deploy/ checks), yamllint, the fonts the
+# synthetic near-digit sets are drawn from (datasets/src/synth/fonts.rs names each file;
+# `oodgate eval`, `oodgate data synth` and `oodgate-replay letters ...` need them too),
+# and the other fonts the trainer typesets its extra digits in (train/oodtrain/fonts.py
+# names each file; no package in common with the evaluation's).
 debian_packages() {
   local missing=()
   [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v yamllint >/dev/null || missing+=(yamllint)
+  local font
+  for font in fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-texgyre \
+    fonts-comic-neue fonts-urw-base35 fonts-cantarell hershey-fonts-data \
+    fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-crosextra-carlito fonts-cabin \
+    fonts-linuxlibertine fonts-yanone-kaffeesatz fonts-sil-andika fonts-quicksand \
+    fonts-comfortaa fonts-crosextra-caladea fonts-sil-gentiumplus fonts-firacode \
+    fonts-inconsolata fonts-noto-mono fonts-humor-sans fonts-dancingscript fonts-kristi; do
+    dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q 'ok installed' || missing+=("$font")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=()
     [ "$(id -u)" = 0 ] || sudo=(sudo)

@@ -143,6 +143,22 @@ pub enum DatasetError {
     #[error("{}: unexpected archive content: {message}", path.display())]
     BadArchive { path: PathBuf, message: String },
 
+    /// A font file a synthetic set is drawn from is not installed.
+    #[error(
+        "{}: font file missing: install the Debian package {package} (`scripts/setup.sh test` installs it; the synthetic sets of `oodgate eval`, `oodgate data synth` and `oodgate-replay` need it)",
+        path.display()
+    )]
+    MissingFont { path: PathBuf, package: String },
+
+    /// A font file that is there but cannot be used: not parseable, or without a glyph
+    /// a synthetic set needs.
+    #[error("{}: unusable font: {message}", path.display())]
+    BadFont { path: PathBuf, message: String },
+
+    /// A synthetic set that could not be drawn.
+    #[error("synthetic set {set}: {message}")]
+    Synth { set: String, message: String },
+
     /// No folder could be chosen for the download cache.
     #[error(
         "no cache folder for datasets: set OODGATE_DATA_DIR (read-only mirror), OODGATE_CACHE_DIR, XDG_CACHE_HOME or HOME"

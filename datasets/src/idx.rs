@@ -115,6 +115,60 @@ pub fn load_idx_dataset(
     })
 }
 
+/// Writes an IDX images file (raw, not gzipped): magic 2051, `[count, rows, cols]`, then
+/// the pixels.
+pub fn write_idx_images(path: &Path, rows: u32, cols: u32, pixels: &[u8]) -> Result<()> {
+    let per_image = rows as usize * cols as usize;
+    if per_image == 0 || !pixels.len().is_multiple_of(per_image) {
+        return Err(DatasetError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} bytes are not a whole number of {rows}x{cols} images",
+                    pixels.len()
+                ),
+            ),
+        ));
+    }
+    let count = (pixels.len() / per_image) as u32;
+    write_idx(path, IMAGES_MAGIC, &[count, rows, cols], pixels)
+}
+
+/// Writes an IDX labels file (raw): magic 2049, `[count]`, then the labels.
+pub fn write_idx_labels(path: &Path, labels: &[u8]) -> Result<()> {
+    write_idx(path, LABELS_MAGIC, &[labels.len() as u32], labels)
+}
+
+/// Writes a grayscale dataset as an IDX images file and an IDX labels file, as MNIST is
+/// stored; [`load_idx_dataset`] reads them back.
+pub fn write_idx_dataset(dataset: &Dataset, images_path: &Path, labels_path: &Path) -> Result<()> {
+    if dataset.channels != 1 {
+        return Err(DatasetError::io(
+            images_path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "IDX images are grayscale, {} has {} channels",
+                    dataset.name, dataset.channels
+                ),
+            ),
+        ));
+    }
+    write_idx_images(images_path, dataset.height, dataset.width, &dataset.pixels)?;
+    write_idx_labels(labels_path, &dataset.labels)
+}
+
+fn write_idx(path: &Path, magic: u32, dims: &[u32], data: &[u8]) -> Result<()> {
+    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
+    out.extend_from_slice(&magic.to_be_bytes());
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    std::fs::write(path, out).map_err(|e| DatasetError::io(path, e))
+}
+
 /// Checks an IDX header and returns the dimensions and the data bytes (header removed).
 fn parse_idx(
     path: &Path,

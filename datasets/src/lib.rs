@@ -7,12 +7,15 @@
 //! - [`folder`]: a folder of PNG/JPEG images, one subfolder per class.
 //! - [`fetch`]: where the data lives ([`DataDir`]), download with SHA-256 checks, and the
 //!   named datasets ([`DataDir::mnist`], [`DataDir::fashion_mnist`], [`DataDir::cifar10_test`]).
+//! - [`synth`]: generated evaluation sets close to a digit: letters, typed digits,
+//!   doodles (from installed fonts, deterministic per seed).
 
 pub mod cifar;
 pub mod error;
 pub mod fetch;
 pub mod folder;
 pub mod idx;
+pub mod synth;
 
 pub use error::{DatasetError, Result};
 pub use fetch::{
