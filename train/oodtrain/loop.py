@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import glyphs, synthetic
+from . import fonts, glyphs, synthetic
 
 
 def _shift(rng, xb, s):
@@ -96,6 +96,7 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
     started = time.time()
     pools = near_pools(rng, recipe, min(recipe.near_pool, n), log)
     n_glyph_digits = round(batch * recipe.digit_glyph_share)
+    n_font_digits = round(batch * recipe.font_digit_share)
     for epoch in range(recipe.epochs):
         t = time.time()
         order = rng.permutation(n)
@@ -108,6 +109,10 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
                 g = rng.integers(0, len(pools["digits"][0]), n_glyph_digits)
                 xb = np.concatenate([xb, pools["digits"][0][g]])
                 yb = np.concatenate([yb, pools["digits"][1][g]])
+            if n_font_digits:
+                f = rng.integers(0, len(pools["font_digits"][0]), n_font_digits)
+                xb = np.concatenate([xb, pools["font_digits"][0][f]])
+                yb = np.concatenate([yb, pools["font_digits"][1][f]])
             if recipe.shift:
                 xb = _shift(rng, xb, recipe.shift)
             ob = outliers[s * n_out: (s + 1) * n_out] if use_oe else empty
@@ -123,14 +128,17 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
 
 
 def near_pools(rng, recipe, size, log=print):
-    """Stroke renderings are slow in numpy (a few ms each), so each near-digit type and
-    the stroke-font digits are rendered once into a pool of `size` that the epochs sample."""
+    """Stroke renderings are slow in numpy (a few ms each), so each near-digit type, the
+    stroke-font digits and the typeset font digits are rendered once into a pool of `size`
+    that the epochs sample."""
     pools = {}
     t = time.time()
     for name in recipe.near_types:
         pools[name] = glyphs.NEAR_TYPES[name](rng, size)
     if recipe.digit_glyph_share > 0:
         pools["digits"] = glyphs.digit_glyphs(rng, size)
+    if recipe.font_digit_share > 0:
+        pools["font_digits"] = fonts.font_digits(rng, size)
     if pools:
         log(f"rendered {', '.join(pools)} pools of {size} in {time.time() - t:.0f}s", flush=True)
     return pools

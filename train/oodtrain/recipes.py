@@ -49,6 +49,10 @@ class Recipe:
     # Extra training digits per batch rendered from Hershey stroke fonts
     # (glyphs.DIGIT_FONTS), as a share of the batch: typed and drawn digits are digits too.
     digit_glyph_share: float = 0.0
+    # Extra training digits per batch typeset in TrueType/OpenType fonts (oodtrain.fonts:
+    # font files of packages the typed-digits evaluation set does not use), as a share
+    # of the batch.
+    font_digit_share: float = 0.0
     # Random integer shift of up to this many pixels (zero fill), a mild augmentation.
     shift: int = 0
     weight_decay: float = 0.0
@@ -147,8 +151,19 @@ COS_OE_NEAR = replace(
     near_types=NEAR_TYPES, near_share=2 / 3, digit_glyph_share=0.125,
 )
 
+# Typed digits: Hershey strokes alone leave many typeset digits rejected; add digits
+# typeset in TrueType/OpenType fonts, from files disjoint from the evaluation's.
+COS_OE_NEAR_FONTS = replace(
+    COS_OE_NEAR, name="cosface-oe-near-fonts",
+    description=COS_OE_NEAR.description + " Another one image in eight of each batch is a "
+    "digit typeset in a TrueType/OpenType font (29 files from Debian font packages the "
+    "typed-digits evaluation set does not use), emboldened or thinned at random, with a "
+    "random hand.",
+    font_digit_share=0.125,
+)
+
 RECIPES = {r.name: r for r in (SEED, L2_AUG, COS, OE, COS_OE_UNIFORM, COS_OE_CLASS, COS_M35, ARC, COS_CENTER,
-                               COS_D128, ARC_OE, COS_OE_SHIFT, COS_OE_NEAR)}
+                               COS_D128, ARC_OE, COS_OE_SHIFT, COS_OE_NEAR, COS_OE_NEAR_FONTS)}
 
 
 def plain(recipe: Recipe) -> Recipe:

@@ -131,3 +131,76 @@ def test_stroke_outliers_are_rendered_like_mnist(kind):
         mass = im.sum()
         cy, cx = (yy * im).sum() / mass, (xx * im).sum() / mass
         assert abs(cy - 14) < 1.0 and abs(cx - 14) < 1.0
+
+
+def _assert_mnist_style(x):
+    """MNIST's own normalisation: ink in a 20x20 box, centre of mass at the centre."""
+    assert x.dtype == np.float32 and x.shape[1:] == (28, 28, 1)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    yy, xx = np.mgrid[0:28, 0:28] + 0.5
+    for im in x[..., 0]:
+        ink = im > 0.05
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 22
+        mass = im.sum()
+        cy, cx = (yy * im).sum() / mass, (xx * im).sum() / mass
+        assert abs(cy - 14) < 1.0 and abs(cx - 14) < 1.0
+
+
+def test_font_digits_are_rendered_like_mnist():
+    from oodtrain import fonts
+
+    x, labels = fonts.font_digits(np.random.default_rng(0), 60)
+    assert x.shape == (60, 28, 28, 1) and labels.shape == (60,)
+    assert set(labels.tolist()) <= set(range(10))
+    _assert_mnist_style(x)
+    # Every font has ten distinct digit glyphs (no missing-glyph boxes), each with ink,
+    # with the longer side of the 50 % ink box at 20 px.
+    for face in fonts.load():
+        digits = np.stack([fonts.mnist_style(fonts.glyph(face, d)) for d in range(10)])[..., None]
+        _assert_mnist_style(digits)
+        flat = (digits.reshape(10, -1) > 0.5)
+        assert len({row.tobytes() for row in flat}) == 10
+        for im in digits[..., 0]:
+            ink = im >= 0.5
+            rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+            assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (19, 20, 21)
+
+
+def _evaluation_fonts():
+    """Font file paths and Debian packages of the Rust typed-digits evaluation set."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "datasets/src/synth/fonts.rs").read_text()
+    paths = re.findall(r'"(/usr/share/[^"]+)"', text)
+    packages = set(re.findall(r'"((?:fonts|hershey)-[a-z0-9-]+)"', text))
+    return paths, packages
+
+
+def test_training_fonts_are_disjoint_from_the_evaluation_fonts():
+    from oodtrain import fonts, recipes
+
+    eval_paths, eval_packages = _evaluation_fonts()
+    assert len(eval_paths) >= 20 and "fonts-dejavu-core" in eval_packages
+    train_paths = [path for _, path in fonts.TRAIN_FONTS]
+    assert 20 <= len(train_paths) == len(set(train_paths)) <= 30
+    assert not {Path(p).name.lower() for p in train_paths} & {Path(p).name.lower() for p in eval_paths}
+    assert not set(fonts.TRAIN_FONT_PACKAGES) & eval_packages
+    # Same family under another file name would slip past the file-name check.
+    families = {Path(p).stem.split("-")[0].split("_")[0].lower() for p in eval_paths}
+    assert not {Path(p).stem.split("-")[0].split("_")[0].lower() for p in train_paths} & families
+    # scripts/setup.sh test installs every package the table names.
+    setup = (Path(__file__).resolve().parents[2] / "scripts/setup.sh").read_text()
+    assert all(f" {package}" in setup for package in fonts.TRAIN_FONT_PACKAGES)
+    assert f"{len(train_paths)} files" in recipes.lookup("cosface-oe-near-fonts").description
+
+
+def test_a_missing_training_font_is_a_clear_error():
+    from oodtrain import fonts
+
+    try:
+        fonts.load((("fonts-nope", "/usr/share/fonts/truetype/nope/Nope-Regular.ttf"),))
+    except SystemExit as e:
+        assert "Nope-Regular.ttf" in str(e) and "apt-get install fonts-nope" in str(e)
+    else:
+        raise AssertionError("expected SystemExit")
