@@ -15,6 +15,16 @@ pub struct ExactLof {
     lrd: Vec<f64>,
     /// Training scores, ascending.
     sorted_scores: Vec<f64>,
+    /// `kdist`, ascending.
+    sorted_kdist: Vec<f64>,
+}
+
+/// Per query: scikit-learn's `score_samples`, and the distance to its k-th nearest
+/// training point (the distance part of [`score::decide_fused`]).
+#[derive(Debug, Clone, Default)]
+pub struct QueryScores {
+    pub scores: Vec<f64>,
+    pub kth_distances: Vec<f64>,
 }
 
 impl ExactLof {
@@ -45,6 +55,7 @@ impl ExactLof {
         Ok(Self {
             exact,
             k,
+            sorted_kdist: score::sort_scores(kdist.clone()),
             kdist,
             lrd,
             sorted_scores,
@@ -57,6 +68,15 @@ impl ExactLof {
         queries: ArrayView2<'_, f32>,
         progress: bool,
     ) -> Result<Vec<f64>, LofError> {
+        Ok(self.score_with_distances(queries, progress)?.scores)
+    }
+
+    /// Scores and k-th neighbour distances for each query row.
+    pub fn score_with_distances(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        progress: bool,
+    ) -> Result<QueryScores, LofError> {
         if queries.ncols() != self.exact.dim() {
             return Err(LofError::InvalidInput(format!(
                 "queries have dimension {}, the fit had {}",
@@ -66,15 +86,22 @@ impl ExactLof {
         }
         let bar: Option<ProgressBar> =
             progress.then(|| crate::progress_bar(queries.nrows(), "exact kNN (score)"));
-        let mut scores = Vec::with_capacity(queries.nrows());
+        let mut out = QueryScores {
+            scores: Vec::with_capacity(queries.nrows()),
+            kth_distances: Vec::with_capacity(queries.nrows()),
+        };
         // Chunks keep the progress bar moving; the search parallelises inside each.
         for chunk in queries.axis_chunks_iter(ndarray::Axis(0), 2048) {
             let lists = self.exact.search(chunk, self.k);
-            scores.extend(
-                (0..lists.len()).map(|q| {
-                    score::query_score(lists.ids(q), lists.dists(q), &self.kdist, &self.lrd)
-                }),
-            );
+            for q in 0..lists.len() {
+                out.scores.push(score::query_score(
+                    lists.ids(q),
+                    lists.dists(q),
+                    &self.kdist,
+                    &self.lrd,
+                ));
+                out.kth_distances.push(lists.dists(q)[self.k - 1]);
+            }
             if let Some(bar) = &bar {
                 bar.inc(chunk.nrows() as u64);
             }
@@ -82,12 +109,28 @@ impl ExactLof {
         if let Some(bar) = bar {
             bar.finish();
         }
-        Ok(scores)
+        Ok(out)
     }
 
     /// scikit-learn's `offset_` for this contamination.
     pub fn offset(&self, contamination: f64) -> Result<f64, LofError> {
         score::threshold(&self.sorted_scores, contamination)
+    }
+
+    /// [`score::training_tail`] of a query's score and k-th neighbour distance (the
+    /// distance part only when `distance_check`).
+    pub fn training_tail(&self, score: f64, kth_distance: f64, distance_check: bool) -> f64 {
+        score::training_tail(
+            &self.sorted_scores,
+            score,
+            distance_check.then_some(self.sorted_kdist.as_slice()),
+            kth_distance,
+        )
+    }
+
+    /// The k-distance beyond which a share `rate` of the training points lie.
+    pub fn distance_threshold(&self, rate: f64) -> Result<f64, LofError> {
+        score::distance_threshold(&self.sorted_kdist, rate)
     }
 
     pub fn sorted_training_scores(&self) -> &[f64] {

@@ -98,6 +98,8 @@ pub struct LofIndex {
     lrd: Vec<f64>,
     /// Training scores, ascending: any contamination maps to a threshold by percentile.
     sorted_scores: Vec<f64>,
+    /// `kdist`, ascending: any rate maps to a k-distance threshold by percentile.
+    sorted_kdist: Vec<f64>,
     /// The approximate neighbour graph.
     graph: Graph,
     /// Parameters the graph was built with; `ef_search` is the default search width.
@@ -316,6 +318,7 @@ impl LofIndex {
             exact,
             labels,
             k,
+            sorted_kdist: score::sort_scores(kdist.clone()),
             kdist,
             lrd,
             sorted_scores,
@@ -430,6 +433,23 @@ impl LofIndex {
         score::threshold(&self.sorted_scores, rate)
     }
 
+    /// [`score::training_tail`] of a query's score and k-th neighbour distance (the
+    /// distance part only when `distance_check`).
+    pub fn training_tail(&self, score: f64, kth_distance: f64, distance_check: bool) -> f64 {
+        score::training_tail(
+            &self.sorted_scores,
+            score,
+            distance_check.then_some(self.sorted_kdist.as_slice()),
+            kth_distance,
+        )
+    }
+
+    /// The k-distance beyond which a share `rate` of the training points lie (the
+    /// distance part of [`score::decide_fused`]).
+    pub fn distance_threshold(&self, rate: f64) -> Result<f64, LofError> {
+        score::distance_threshold(&self.sorted_kdist, rate)
+    }
+
     /// Writes the index to `path` as one artifact file (atomically), recording
     /// `model_hash` so that loading for another model is refused.
     pub fn save(&self, path: &Path, model_hash: &str) -> Result<(), LofError> {
@@ -489,6 +509,7 @@ impl LofIndex {
             exact: ExactIndex::new(data),
             labels: d.labels,
             k: d.header.k,
+            sorted_kdist: score::sort_scores(d.kdist.clone()),
             kdist: d.kdist,
             lrd: d.lrd,
             sorted_scores: d.sorted_scores,

@@ -27,13 +27,15 @@ pub mod score;
 
 pub use artifact::{ArtifactHeader, FORMAT_VERSION, read_header};
 pub use error::LofError;
-pub use exact_lof::ExactLof;
+pub use exact_lof::{ExactLof, QueryScores};
 pub use hnsw::{HnswParams, RecallReport};
 pub use index::{
     BuildReport, LofIndex, Neighbour, QueryResult, RECALL_SAMPLE, SearchMode, TrainingNeighbours,
 };
 pub use neighbours::NeighbourLists;
-pub use score::{Decision, Verdict, decide};
+pub use score::{
+    Decision, FusedDecision, Thresholds, Verdict, decide, decide_fused, training_tail,
+};
 
 /// The ndarray version this crate's API uses (re-exported so callers match it).
 pub use ndarray;

@@ -172,6 +172,95 @@ pub fn decide(score: f64, threshold: f64) -> Decision {
     Decision { decision, verdict }
 }
 
+/// The k-distance threshold for a rate r: the training points' own k-distances (each
+/// to its k-th *other* training point), numpy's linear percentile at `100 (1 - r)`, so
+/// that a share r of the training points lie beyond it.
+pub fn distance_threshold(sorted_training_kdist: &[f64], rate: f64) -> Result<f64, LofError> {
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(LofError::InvalidInput(format!(
+            "rate must lie in [0, 1], got {rate}"
+        )));
+    }
+    if sorted_training_kdist.is_empty() {
+        return Err(LofError::InvalidInput("no training k-distances".into()));
+    }
+    Ok(percentile_linear(sorted_training_kdist, 100.0 * (1.0 - rate)))
+}
+
+/// Where a verdict's line is drawn: LOF's threshold on the score (scikit-learn's
+/// `offset_`) and, when the distance check is on, a threshold on the query's k-distance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub lof: f64,
+    pub distance: Option<f64>,
+}
+
+/// A verdict from both parts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedDecision {
+    /// LOF alone, exactly scikit-learn's `decision_function` and `predict`.
+    pub lof: Decision,
+    /// `(threshold - kdist) / threshold`: negative when the query's k-th nearest
+    /// training point is farther than the threshold. None without the distance check.
+    pub distance: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// The rule the service applies: Reject when LOF rejects (scikit-learn's rule) or the
+/// query's distance to its k-th nearest training point exceeds the distance threshold.
+/// LOF compares densities only locally, so an image far from every digit whose nearest
+/// training points are themselves sparse scores as ordinary; the distance part catches it.
+pub fn decide_fused(score: f64, kth_distance: f64, thresholds: Thresholds) -> FusedDecision {
+    let lof = decide(score, thresholds.lof);
+    let distance = thresholds.distance.map(|t| (t - kth_distance) / t);
+    let verdict = if lof.verdict == Verdict::Reject || distance.is_some_and(|d| d < 0.0) {
+        Verdict::Reject
+    } else {
+        Verdict::Accept
+    };
+    FusedDecision {
+        lof,
+        distance,
+        verdict,
+    }
+}
+
+/// The inverse of [`percentile_linear`] as a rate: the r in [0, 1] at which the
+/// percentile of the ascending `sorted` reaches `value` (0 below the smallest, 1 above
+/// the largest). So `value < percentile_linear(sorted, 100 r)` exactly when the tail is
+/// below r, up to rounding.
+pub fn lower_tail(sorted: &[f64], value: f64) -> f64 {
+    let n = sorted.len();
+    if n < 2 || value <= sorted[0] {
+        return if n > 0 && value > sorted[0] { 1.0 } else { 0.0 };
+    }
+    if value >= sorted[n - 1] {
+        return 1.0;
+    }
+    // sorted[lo] <= value < sorted[lo + 1]
+    let lo = sorted.partition_point(|&x| x <= value) - 1;
+    let (a, b) = (sorted[lo], sorted[lo + 1]);
+    (lo as f64 + (value - a) / (b - a)) / (n - 1) as f64
+}
+
+/// The share of training points at least as unusual as a query, by the more suspicious
+/// of the two parts: the lower tail of its LOF score among the training scores, and the
+/// upper tail of its k-distance among the training k-distances (without the distance
+/// part, the LOF tail alone). The fused rule rejects about when this is below the
+/// contamination; it ranks images for AUROC whatever the threshold.
+pub fn training_tail(
+    sorted_scores: &[f64],
+    score: f64,
+    sorted_kdist: Option<&[f64]>,
+    kth_distance: f64,
+) -> f64 {
+    let lof = lower_tail(sorted_scores, score);
+    match sorted_kdist {
+        Some(kd) => lof.min(1.0 - lower_tail(kd, kth_distance)),
+        None => lof,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +373,55 @@ mod tests {
         assert_eq!(decide(-1.0, -1.0).verdict, Verdict::Accept);
         assert_eq!(decide(-1.0001, -1.0).verdict, Verdict::Reject);
         assert!((decide(-0.5, -1.5).decision - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn distance_threshold_is_the_upper_percentile() {
+        let kd = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(distance_threshold(&kd, 0.01).unwrap(), 9.76);
+        assert_eq!(distance_threshold(&kd, 0.5).unwrap(), 3.0);
+        assert!(distance_threshold(&kd, 1.5).is_err());
+        assert!(distance_threshold(&[], 0.1).is_err());
+    }
+
+    #[test]
+    fn fused_rule_rejects_when_either_part_does() {
+        let both = Thresholds {
+            lof: -2.0,
+            distance: Some(10.0),
+        };
+        let d = decide_fused(-1.0, 5.0, both);
+        assert_eq!(d.verdict, Verdict::Accept);
+        assert!((d.distance.unwrap() - 0.5).abs() < 1e-12);
+        // LOF calls it ordinary, but it lies beyond the distance threshold.
+        let d = decide_fused(-1.0, 12.0, both);
+        assert_eq!((d.lof.verdict, d.verdict), (Verdict::Accept, Verdict::Reject));
+        assert!((d.distance.unwrap() + 0.2).abs() < 1e-12);
+        // LOF rejects; the distance part accepts.
+        let d = decide_fused(-3.0, 1.0, both);
+        assert_eq!(d.verdict, Verdict::Reject);
+        // Without the distance check, LOF alone decides.
+        let lof_only = Thresholds {
+            lof: -2.0,
+            distance: None,
+        };
+        let d = decide_fused(-1.0, 1e9, lof_only);
+        assert_eq!((d.verdict, d.distance), (Verdict::Accept, None));
+    }
+
+    #[test]
+    fn lower_tail_inverts_the_percentile() {
+        let a = [1.0, 2.0, 3.0, 4.0, 10.0];
+        for r in [0.0, 0.01, 0.1, 0.37, 0.5, 0.625, 0.99, 1.0] {
+            let v = percentile_linear(&a, 100.0 * r);
+            assert!((lower_tail(&a, v) - r).abs() < 1e-12, "rate {r}");
+        }
+        assert_eq!(lower_tail(&a, 0.5), 0.0);
+        assert_eq!(lower_tail(&a, 11.0), 1.0);
+        // The fused tail: the LOF score's lower tail, or the k-distance's upper tail.
+        let kd = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(training_tail(&a, 3.0, Some(&kd), 2.0), 0.5);
+        assert_eq!(training_tail(&a, 3.0, Some(&kd), 5.0), 0.0);
+        assert_eq!(training_tail(&a, 3.0, None, 5.0), 0.5);
     }
 }
