@@ -263,12 +263,18 @@ pub fn image_id(set: &str, index: usize) -> String {
 /// Reads one verdict into an [`Answer`].
 pub fn answer(verdict: &v1::Verdict) -> anyhow::Result<Answer> {
     use v1::verdict::Outcome;
+    // The number to rank by: the training tail when the verdict has a distance part,
+    // else the LOF score alone.
     let score = || {
-        verdict
+        let lof = verdict
             .lof
             .as_ref()
-            .map(|lof| lof.score)
-            .with_context(|| format!("verdict {} has no LOF evidence", verdict.id))
+            .with_context(|| format!("verdict {} has no LOF evidence", verdict.id))?;
+        anyhow::Ok(if verdict.distance.is_some() {
+            verdict.training_tail
+        } else {
+            lof.score
+        })
     };
     Ok(match &verdict.outcome {
         Some(Outcome::Classify(c)) => Answer::Accepted {

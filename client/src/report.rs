@@ -1,6 +1,8 @@
 //! The replay's summary: the seed article's table (accepted / rejected per set), the
-//! classifier's accuracy on labelled digits, AUROC of each other set against the
-//! reference set from the returned scores, throughput and latency percentiles.
+//! classifier's accuracy on labelled digits (and how many are both accepted and right),
+//! AUROC of each other set against the reference set and its rejection at the threshold
+//! that accepts 99 % of the reference set, from the returned scores; throughput and
+//! latency percentiles.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -45,6 +47,15 @@ pub struct SetSummary {
     pub accuracy: Option<f64>,
     /// Reference set's scores against this set's (None for the reference itself).
     pub auroc: Option<f64>,
+    /// Fraction rejected at the threshold (on the returned scores) that accepts 99 % of
+    /// the reference set, as `oodgate eval` computes it (None for the reference itself).
+    pub rejected_at_99_accepted: Option<f64>,
+    /// For digit sets: fraction accepted (at the replay's threshold: the server default
+    /// unless one was asked for) and classified as the right digit.
+    pub accepted_and_right: Option<f64>,
+    /// For digit sets: fraction whose score is at or above the threshold that accepts
+    /// 99 % of the reference set and classified as the right digit.
+    pub accepted_and_right_at_99_accepted: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,6 +100,11 @@ impl Summary {
             .as_ref()
             .and_then(|name| sets.iter().position(|s| &s.name == name))
             .map(|i| scores(&replay.answers[i]));
+        // The rule of `oodgate eval`: the (1 - 0.99) quantile of the reference scores.
+        let threshold_99 = reference_scores
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| oodgate_lof::roc::threshold_accepting(s, 0.99));
         let summaries: Vec<SetSummary> = sets
             .iter()
             .zip(&replay.answers)
@@ -102,20 +118,32 @@ impl Summary {
                     .filter(|a| matches!(a, Answer::Rejected { .. }))
                     .count();
                 let judged = (accepted + rejected).max(1) as f64;
-                let accuracy = set.labelled_digits.then(|| {
-                    let correct = answers
-                        .iter()
-                        .zip(&set.dataset.labels)
-                        .filter(|(a, label)| a.class() == Some(u32::from(**label)))
-                        .count();
-                    correct as f64 / judged
-                });
-                let auroc = match (&reference_scores, &reference) {
-                    (Some(inliers), Some(name)) if name != &set.name => {
+                let right = |a: &Answer, label: u8| a.class() == Some(u32::from(label));
+                // Digit sets: the fraction of judged images that `keep` and got right.
+                let right_and = |keep: &dyn Fn(&Answer) -> bool| {
+                    set.labelled_digits.then(|| {
+                        let n = answers
+                            .iter()
+                            .zip(&set.dataset.labels)
+                            .filter(|(a, label)| keep(a) && right(a, **label))
+                            .count();
+                        n as f64 / judged
+                    })
+                };
+                let accuracy = right_and(&|_| true);
+                let accepted_and_right = right_and(&|a| matches!(a, Answer::Accepted { .. }));
+                let accepted_and_right_at_99_accepted = threshold_99
+                    .and_then(|t| right_and(&|a: &Answer| a.score().is_some_and(|s| s >= t)));
+                let is_reference = reference.as_deref() == Some(set.name.as_str());
+                let auroc = match &reference_scores {
+                    Some(inliers) if !is_reference => {
                         Some(oodgate_lof::roc::auroc(inliers, &scores(answers)))
                     }
                     _ => None,
                 };
+                let rejected_at_99_accepted = threshold_99
+                    .filter(|_| !is_reference)
+                    .map(|t| oodgate_lof::roc::rejected_fraction(&scores(answers), t));
                 SetSummary {
                     name: set.name.clone(),
                     sent: answers.len(),
@@ -126,6 +154,9 @@ impl Summary {
                     rejected_fraction: rejected as f64 / judged,
                     accuracy,
                     auroc,
+                    rejected_at_99_accepted,
+                    accepted_and_right,
+                    accepted_and_right_at_99_accepted,
                 }
             })
             .collect();
@@ -166,8 +197,13 @@ impl Summary {
             &self.model_sha256[..self.model_sha256.len().min(12)],
             self.search_mode
         );
-        out.push_str("| set | images | accepted | rejected | errors | accuracy | AUROC |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        let reference = self.reference.as_deref().unwrap_or("reference");
+        let _ = writeln!(
+            out,
+            "| set | images | accepted | rejected | errors | accuracy | accepted and right | AUROC | rejected at 99 % {reference} accepted | accepted and right at 99 % {reference} accepted |"
+        );
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        let pct = |x: Option<f64>| x.map(|a| format!("{:.2} %", 100.0 * a)).unwrap_or_default();
         for s in &self.sets {
             let auroc = match (&s.auroc, &self.reference) {
                 (Some(a), Some(reference)) => format!("{a:.5} vs {reference}"),
@@ -175,16 +211,17 @@ impl Summary {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} % | {:.2} % | {} | {} | {} |",
+                "| {} | {} | {:.2} % | {:.2} % | {} | {} | {} | {} | {} | {} |",
                 s.name,
                 s.sent,
                 100.0 * s.accepted_fraction,
                 100.0 * s.rejected_fraction,
                 s.errors,
-                s.accuracy
-                    .map(|a| format!("{:.2} %", 100.0 * a))
-                    .unwrap_or_default(),
-                auroc
+                pct(s.accuracy),
+                pct(s.accepted_and_right),
+                auroc,
+                pct(s.rejected_at_99_accepted),
+                pct(s.accepted_and_right_at_99_accepted),
             );
         }
         let l = &self.latency_ms;
@@ -210,6 +247,110 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oodgate_proto::v1;
+
+    fn set(name: &str, labels: Vec<u8>, labelled_digits: bool) -> ReplaySet {
+        ReplaySet {
+            name: name.into(),
+            dataset: oodgate_datasets::Dataset {
+                name: name.into(),
+                class_names: (0..10).map(|d| d.to_string()).collect(),
+                width: 1,
+                height: 1,
+                channels: 1,
+                pixels: vec![0; labels.len()],
+                labels,
+            },
+            labelled_digits,
+        }
+    }
+
+    #[test]
+    fn rejection_at_99_and_accepted_and_right_follow_the_reference_scores() {
+        // Reference: 101 digits scored 0..=100, all accepted by the server, all class 3
+        // but labelled 3 only for the first 50. Its 99 % threshold is 1.0 (numpy's 1st
+        // percentile), so score 0 falls below it.
+        let reference: Vec<Answer> = (0..=100)
+            .map(|i| Answer::Accepted {
+                class: 3,
+                score: f64::from(i),
+            })
+            .collect();
+        let labels: Vec<u8> = (0..=100).map(|i| if i < 50 { 3 } else { 4 }).collect();
+        // Another digit set: scores -2, 0.5, 1, 5; the server rejected the first two.
+        let typed = vec![
+            Answer::Rejected {
+                class: 7,
+                score: -2.0,
+            },
+            Answer::Rejected {
+                class: 7,
+                score: 0.5,
+            },
+            Answer::Accepted {
+                class: 7,
+                score: 1.0,
+            },
+            Answer::Accepted {
+                class: 1,
+                score: 5.0,
+            },
+        ];
+        // A non-digit set, one error among its answers.
+        let letters = vec![
+            Answer::Rejected {
+                class: 0,
+                score: 0.0,
+            },
+            Answer::Accepted {
+                class: 0,
+                score: 3.0,
+            },
+            Answer::Error("bad image".into()),
+        ];
+        let sets = vec![
+            set("mnist", labels, true),
+            set("typed-digits", vec![7, 7, 7, 7], true),
+            set("letters", vec![0, 0, 0], false),
+        ];
+        let replay = Replay {
+            model: v1::ModelInfo {
+                model_sha256: "abc".into(),
+                ..Default::default()
+            },
+            answers: vec![reference, typed, letters],
+            latencies: vec![Duration::from_millis(1)],
+            elapsed: Duration::from_secs(1),
+            options: crate::ReplayOptions::default(),
+        };
+        let summary = Summary::new(&replay, &sets, None);
+        let [mnist, typed, letters] = &summary.sets[..] else {
+            panic!("three sets")
+        };
+        assert_eq!(summary.reference.as_deref(), Some("mnist"));
+        assert_eq!(mnist.rejected_at_99_accepted, None);
+        assert_eq!(mnist.accepted_and_right, Some(50.0 / 101.0));
+        // Scores 1..=49 of the right ones are at or above the threshold 1.0.
+        assert_eq!(mnist.accepted_and_right_at_99_accepted, Some(49.0 / 101.0));
+
+        assert_eq!(typed.rejected_at_99_accepted, Some(0.5));
+        assert_eq!(typed.accuracy, Some(0.75));
+        assert_eq!(typed.accepted_and_right, Some(0.25));
+        assert_eq!(typed.accepted_and_right_at_99_accepted, Some(0.25));
+
+        assert_eq!(letters.rejected_at_99_accepted, Some(0.5));
+        assert_eq!(letters.accepted_and_right, None);
+        assert_eq!(letters.errors, 1);
+        let table = summary.markdown();
+        assert!(
+            table.contains("| rejected at 99 % mnist accepted |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| letters | 3 | 50.00 % | 50.00 % | 1 |"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn latency_percentiles_use_nearest_rank() {

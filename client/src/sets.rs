@@ -1,8 +1,10 @@
-//! What to replay: the three test sets by name, or any IDX file or image folder.
+//! What to replay: the three test sets and the three synthetic near-digit sets by name,
+//! or any IDX file or image folder.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use oodgate_datasets::synth::SynthSet;
 use oodgate_datasets::{DataDir, Dataset, MNIST_CLASSES, Split, idx};
 
 /// A named set of images to send.
@@ -16,7 +18,9 @@ pub struct ReplaySet {
 
 impl ReplaySet {
     /// `mnist`, `fashion-mnist`, `cifar10` (test splits; CIFAR-10 as its original 32x32
-    /// RGB images), `idx:IMAGES[,LABELS]` or `folder:DIR`.
+    /// RGB images), `letters`, `doodles`, `typed-digits` (synthetic, generated at their
+    /// default seeds from the installed Debian fonts; typed digits are labelled digits),
+    /// `idx:IMAGES[,LABELS]` or `folder:DIR`.
     pub fn load(spec: &str, data: &DataDir) -> anyhow::Result<Self> {
         let (name, dataset, labelled_digits) = match spec {
             "mnist" => ("mnist".into(), data.mnist(Split::Test)?, true),
@@ -27,7 +31,12 @@ impl ReplaySet {
             ),
             "cifar10" => ("cifar10".into(), data.cifar10_test()?, false),
             _ => {
-                if let Some(paths) = spec.strip_prefix("idx:") {
+                if let Some(set) = SynthSet::from_name(spec) {
+                    let dataset = set
+                        .generate(set.default_seed())
+                        .with_context(|| format!("generating the synthetic set {spec}"))?;
+                    (spec.to_owned(), dataset, set.labelled_digits())
+                } else if let Some(paths) = spec.strip_prefix("idx:") {
                     load_idx(paths)?
                 } else if let Some(dir) = spec.strip_prefix("folder:") {
                     let dataset = oodgate_datasets::folder::load_image_folder(dir.as_ref())
@@ -35,7 +44,7 @@ impl ReplaySet {
                     (dataset.name.clone(), dataset, false)
                 } else {
                     bail!(
-                        "unknown set {spec:?}: use mnist, fashion-mnist, cifar10, idx:IMAGES[,LABELS] or folder:DIR"
+                        "unknown set {spec:?}: use mnist, fashion-mnist, cifar10, letters, doodles, typed-digits, idx:IMAGES[,LABELS] or folder:DIR"
                     )
                 }
             }

@@ -1,4 +1,5 @@
-//! The offline subcommands: index build, evaluation, figures, embedding export.
+//! The offline subcommands: index build, evaluation, figures, embedding export,
+//! synthetic sets.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,6 +72,44 @@ pub fn eval(
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("JSON report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `oodgate data synth`: a synthetic set as IDX files (and a contact sheet).
+pub fn synth(
+    name: &str,
+    out: &Path,
+    seed: Option<u64>,
+    preview: Option<&Path>,
+) -> anyhow::Result<()> {
+    use oodgate_datasets::synth::{SynthSet, contact_sheet};
+    let started = Instant::now();
+    let set =
+        SynthSet::from_name(name).with_context(|| format!("unknown synthetic set {name:?}"))?;
+    let seed = seed.unwrap_or_else(|| set.default_seed());
+    let dataset = set.generate(seed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let images = out.join(format!("{name}-images-idx3-ubyte"));
+    let labels = out.join(format!("{name}-labels-idx1-ubyte"));
+    let classes = out.join(format!("{name}-classes.txt"));
+    oodgate_datasets::idx::write_idx_dataset(&dataset, &images, &labels)?;
+    std::fs::write(&classes, dataset.class_names.join("\n") + "\n")
+        .with_context(|| format!("writing {}", classes.display()))?;
+    println!(
+        "{name}: {} images of {} classes (seed {seed}) generated in {seconds:.2} s: {}, {}, {}",
+        dataset.len(),
+        dataset.class_names.len(),
+        images.display(),
+        labels.display(),
+        classes.display()
+    );
+    if let Some(path) = preview {
+        contact_sheet(&dataset, 400, 20, 2)
+            .save(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("contact sheet of the first 400 images: {}", path.display());
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ struct Cli {
 enum Command {
     /// Run the service on the configured model.
     Serve,
-    /// Datasets: download (with checksums) into the cache, or check the mirror named by OODGATE_DATA_DIR.
+    /// Datasets: download (with checksums) into the cache, or check the mirror named by
+    /// OODGATE_DATA_DIR; write a synthetic evaluation set.
     Data {
         #[command(subcommand)]
         action: DataAction,
@@ -118,6 +119,23 @@ enum IndexAction {
 enum DataAction {
     /// Make MNIST, Fashion-MNIST and CIFAR-10 available.
     Fetch,
+    /// Write a synthetic near-digit set (drawn from installed Debian fonts) as IDX files:
+    /// OUT/SET-images-idx3-ubyte, OUT/SET-labels-idx1-ubyte and OUT/SET-classes.txt (the
+    /// class name of each label, one a line).
+    Synth {
+        /// Which set.
+        #[arg(long, value_parser = ["letters", "doodles", "typed-digits"])]
+        set: String,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed; default: the set's own, which `oodgate eval` and `oodgate-replay` use.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write a contact sheet of the first 400 images to this PNG file.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -195,6 +213,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options,
             from_json: None,
         } => bench::run(&config, cli.config.as_deref(), &options),
+        Command::Data {
+            action:
+                DataAction::Synth {
+                    set,
+                    out,
+                    seed,
+                    preview,
+                },
+        } => commands::synth(&set, &out, seed, preview.as_deref()),
         Command::Data {
             action: DataAction::Fetch,
         } => {
