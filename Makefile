@@ -14,7 +14,7 @@ WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python
 # Seconds per fuzz target in `make test` (longer runs: scripts/fuzz.sh 600).
 FUZZ_SECONDS ?= 20
 
-.PHONY: run replay test setup setup-test build data fmt lint clean bench
+.PHONY: run replay ood test setup setup-test build data fmt lint clean bench
 
 run: setup data
 	$(WITH_ORT) $(OODGATE) serve
@@ -22,6 +22,11 @@ run: setup data
 # Against a running `make run`: the three test sets through the service.
 replay: build data
 	target/release/oodgate-replay --wait-seconds 120
+
+# The out-of-distribution table through the service's own verdicts: starts a server,
+# replays the three test sets and the synthetic letters, doodles and typed digits.
+ood: setup-test data
+	$(WITH_ORT) scripts/ood-report.sh $(OOD_FLAGS)
 
 test: setup-test data
 	$(WITH_ORT) $(CARGO) test --release --workspace

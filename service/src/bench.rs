@@ -546,7 +546,7 @@ pub fn run(
         .collect();
     let single_one = |i: usize| -> anyhow::Result<()> {
         let embedded = detector.embed(&pixels[i * per..(i + 1) * per], 1)?;
-        detector.judge(&embedded, detector.default_threshold)?;
+        detector.judge(&embedded, detector.default_thresholds)?;
         Ok(())
     };
     for &i in picks.iter().take(10) {

@@ -85,8 +85,12 @@ pub struct IndexConfig {
     pub cache_dir: PathBuf,
     /// LOF neighbours.
     pub k: usize,
-    /// Default threshold: the fraction of training images LOF calls outliers.
+    /// Default threshold: the fraction of training images LOF calls outliers (and, with
+    /// `distance_check`, the fraction whose k-distance the distance part exceeds).
     pub contamination: f64,
+    /// Also reject an image whose k-th nearest training image is farther than the
+    /// training images' own k-distances at the contamination (README, "The detector").
+    pub distance_check: bool,
     pub search: SearchMode,
     /// HNSW search breadth (higher: better recall, slower).
     pub ef: usize,
@@ -160,7 +164,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             model: ModelConfig {
-                dir: PathBuf::from("models/mnist-cosface-oe-shift"),
+                dir: PathBuf::from("models/mnist-cosface-oe-near-fonts"),
                 ort_dylib_path: PathBuf::new(),
                 intra_threads: 2,
                 optimization_level: 3,
@@ -170,7 +174,8 @@ impl Default for Config {
                 path: PathBuf::new(),
                 cache_dir: PathBuf::from(".cache/index"),
                 k: 20,
-                contamination: 0.001,
+                contamination: 0.01,
+                distance_check: true,
                 search: SearchMode::Exact,
                 ef: 256,
                 hnsw_m: 16,
@@ -360,7 +365,7 @@ mod tests {
         std::fs::write(&path, "[index]\nk = 10\nef = 32\n").unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!((c.index.k, c.index.ef), (10, 32));
-        assert_eq!(c.index.contamination, 0.001);
+        assert_eq!(c.index.contamination, 0.01);
 
         std::fs::write(&path, "[index]\nkk = 10\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ndarray::ArrayView2;
 use oodgate_lof::hnsw::HnswParams;
 use oodgate_lof::index::{LofIndex, Neighbour, SearchMode};
+use oodgate_lof::{Thresholds, Verdict, decide_fused};
 
 use crate::config::{self, Config};
 use crate::embed::{EmbedError, Embedded, Embedder, SessionOptions, embed_dataset};
@@ -59,18 +60,28 @@ pub struct Judgement {
     /// The classifier's top class and its softmax probability.
     pub class: usize,
     pub probability: f32,
-    /// scikit-learn's `score_samples` (higher is more normal).
+    /// LOF part: scikit-learn's `score_samples` (higher is more normal).
     pub score: f64,
     pub threshold: f64,
-    /// score - threshold; Reject when negative.
+    /// score - threshold; LOF rejects when negative.
     pub decision: f64,
+    /// Distance part: the distance to the k-th nearest training point, and the
+    /// threshold it is held to (None when `index.distance_check` is off).
+    pub kth_distance: f64,
+    pub distance_threshold: Option<f64>,
+    /// `(distance_threshold - kth_distance) / distance_threshold`; negative rejects.
+    pub distance_decision: Option<f64>,
+    /// The share of training images at least as unusual, by the more suspicious part
+    /// (`oodgate_lof::training_tail`): ranks images whatever the threshold.
+    pub training_tail: f64,
+    pub rejected: bool,
     /// The k nearest training points, nearest first.
     pub neighbours: Vec<Neighbour>,
 }
 
 impl Judgement {
     pub fn rejected(&self) -> bool {
-        self.decision < 0.0
+        self.rejected
     }
 }
 
@@ -80,7 +91,12 @@ pub struct Detector {
     pub index: LofIndex,
     pub search: SearchMode,
     pub default_contamination: f64,
+    /// The LOF threshold at the default contamination.
     pub default_threshold: f64,
+    /// Both parts' thresholds at the default contamination.
+    pub default_thresholds: Thresholds,
+    /// Whether verdicts also hold the k-th neighbour distance to a threshold.
+    pub distance_check: bool,
 }
 
 impl Detector {
@@ -127,23 +143,27 @@ impl Detector {
         index: LofIndex,
         config: &Config,
     ) -> Result<Self, DetectorError> {
-        let default_threshold = index.offset(config.index.contamination)?;
+        let distance_check = config.index.distance_check;
+        let default_thresholds = thresholds(&index, config.index.contamination, distance_check)?;
         Ok(Self {
             model,
             embedder,
             index,
             search: search_mode(config),
             default_contamination: config.index.contamination,
-            default_threshold,
+            default_threshold: default_thresholds.lof,
+            default_thresholds,
+            distance_check,
         })
     }
 
-    pub fn threshold(&self, spec: ThresholdSpec) -> Result<f64, DetectorError> {
+    /// Both parts' thresholds for a request. A contamination and a false-rejection rate
+    /// map the same way: each part rejects that share of the training images.
+    pub fn threshold(&self, spec: ThresholdSpec) -> Result<Thresholds, DetectorError> {
         Ok(match spec {
-            ThresholdSpec::Default => self.default_threshold,
-            ThresholdSpec::Contamination(c) => self.index.offset(c)?,
-            ThresholdSpec::FalseRejectionRate(r) => {
-                self.index.threshold_for_false_rejection_rate(r)?
+            ThresholdSpec::Default => self.default_thresholds,
+            ThresholdSpec::Contamination(rate) | ThresholdSpec::FalseRejectionRate(rate) => {
+                thresholds(&self.index, rate, self.distance_check)?
             }
         })
     }
@@ -153,11 +173,11 @@ impl Detector {
         Ok(self.embedder.run(pixels, n)?)
     }
 
-    /// LOF verdicts for n embedded images.
+    /// Verdicts for n embedded images.
     pub fn judge(
         &self,
         embedded: &Embedded,
-        threshold: f64,
+        threshold: Thresholds,
     ) -> Result<Vec<Judgement>, DetectorError> {
         Ok(self
             .score(embedded)?
@@ -179,10 +199,17 @@ impl Detector {
             .zip(embedded.probabilities.chunks(self.embedder.classes))
             .map(|(result, probabilities)| {
                 let (class, probability) = argmax(probabilities);
+                let kth_distance = result.neighbours.last().map_or(0.0, |n| n.distance);
                 Scored {
                     class,
                     probability,
                     score: result.score,
+                    kth_distance,
+                    training_tail: self.index.training_tail(
+                        result.score,
+                        kth_distance,
+                        self.distance_check,
+                    ),
                     neighbours: result.neighbours,
                 }
             })
@@ -196,20 +223,45 @@ pub struct Scored {
     pub class: usize,
     pub probability: f32,
     pub score: f64,
+    /// Distance to the k-th (farthest) of `neighbours`.
+    pub kth_distance: f64,
+    pub training_tail: f64,
     pub neighbours: Vec<Neighbour>,
 }
 
 impl Scored {
-    pub fn judge(self, threshold: f64) -> Judgement {
+    /// The verdict by `oodgate_lof::decide_fused`, the one rule; `training_tail` comes
+    /// from [`Detector::score`].
+    pub fn judge(self, thresholds: Thresholds) -> Judgement {
+        let d = decide_fused(self.score, self.kth_distance, thresholds);
         Judgement {
             class: self.class,
             probability: self.probability,
             score: self.score,
-            threshold,
-            decision: self.score - threshold,
+            threshold: thresholds.lof,
+            decision: d.lof.decision,
+            kth_distance: self.kth_distance,
+            distance_threshold: thresholds.distance,
+            distance_decision: d.distance,
+            training_tail: self.training_tail,
+            rejected: d.verdict == Verdict::Reject,
             neighbours: self.neighbours,
         }
     }
+}
+
+/// The LOF threshold at `rate` and, with the distance check, the k-distance threshold.
+fn thresholds(
+    index: &LofIndex,
+    rate: f64,
+    distance_check: bool,
+) -> Result<Thresholds, DetectorError> {
+    Ok(Thresholds {
+        lof: index.offset(rate)?,
+        distance: distance_check
+            .then(|| index.distance_threshold(rate))
+            .transpose()?,
+    })
 }
 
 pub fn argmax(p: &[f32]) -> (usize, f32) {

@@ -295,7 +295,7 @@ fn detect_response(detection: Detection) -> v1::DetectResponse {
                         outcome: Some(Outcome::Error(v1::ImageError {
                             message: error.to_string(),
                         })),
-                        lof: None,
+                        ..Default::default()
                     };
                 }
             };
@@ -329,6 +329,15 @@ fn detect_response(detection: Detection) -> v1::DetectResponse {
                     threshold: judgement.threshold,
                     decision: judgement.decision,
                 }),
+                distance: judgement
+                    .distance_threshold
+                    .zip(judgement.distance_decision)
+                    .map(|(threshold, decision)| v1::DistanceEvidence {
+                        kth_distance: judgement.kth_distance,
+                        threshold,
+                        decision,
+                    }),
+                training_tail: judgement.training_tail,
             }
         })
         .collect();
@@ -350,6 +359,8 @@ pub fn model_info(detector: &Detector) -> v1::ModelInfo {
         index_size: detector.index.len() as u64,
         default_contamination: detector.default_contamination,
         default_threshold: detector.default_threshold,
+        distance_check: detector.distance_check,
+        default_distance_threshold: detector.default_thresholds.distance.unwrap_or(0.0),
         search_mode: match detector.search {
             oodgate_lof::index::SearchMode::Exact => "exact".into(),
             oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw".into(),

@@ -349,6 +349,10 @@ pub struct JsonVerdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neighbours: Option<Vec<JsonNeighbour>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<JsonDistance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_tail: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the model saw (with `return_inputs`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,6 +362,14 @@ pub struct JsonVerdict {
 #[derive(Debug, Serialize)]
 pub struct JsonLof {
     pub score: f64,
+    pub threshold: f64,
+    pub decision: f64,
+}
+
+/// The distance part of a verdict (gRPC `DistanceEvidence`).
+#[derive(Debug, Serialize)]
+pub struct JsonDistance {
+    pub kth_distance: f64,
     pub threshold: f64,
     pub decision: f64,
 }
@@ -476,6 +488,8 @@ fn detect_reply(detection: Detection) -> DetectReply {
                         probability: None,
                         lof: None,
                         neighbours: None,
+                        distance: None,
+                        training_tail: None,
                         error: Some(error.to_string()),
                         model_input,
                     };
@@ -505,6 +519,15 @@ fn detect_reply(detection: Detection) -> DetectReply {
                         })
                         .collect()
                 }),
+                distance: judgement
+                    .distance_threshold
+                    .zip(judgement.distance_decision)
+                    .map(|(threshold, decision)| JsonDistance {
+                        kth_distance: judgement.kth_distance,
+                        threshold,
+                        decision,
+                    }),
+                training_tail: Some(judgement.training_tail),
                 error: None,
                 model_input,
             }
@@ -558,6 +581,8 @@ async fn model_info(State(state): State<HttpState>) -> Result<Json<serde_json::V
         "index_size": info.index_size,
         "default_contamination": info.default_contamination,
         "default_threshold": info.default_threshold,
+        "distance_check": info.distance_check,
+        "default_distance_threshold": info.default_distance_threshold,
         "search_mode": info.search_mode,
     })))
 }

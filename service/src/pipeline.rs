@@ -13,6 +13,7 @@ use crate::batcher::{BatchSettings, Batcher};
 use crate::config::Config;
 use crate::cpu::off_runtime;
 use crate::detector::{Detector, Judgement, ThresholdSpec};
+use oodgate_lof::Thresholds;
 use crate::metrics;
 use crate::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
 
@@ -369,10 +370,10 @@ fn threshold_field(spec: ThresholdSpec) -> Option<(&'static str, f64)> {
     }
 }
 
-/// The threshold of a validated spec.
-fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<f64, ServeError> {
+/// The thresholds of a validated spec.
+fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<Thresholds, ServeError> {
     match threshold_field(spec) {
-        None => Ok(detector.default_threshold),
+        None => Ok(detector.default_thresholds),
         Some((field, _)) => detector
             .threshold(spec)
             .map_err(|e| invalid(field, e.to_string())),

@@ -218,6 +218,11 @@ fn json_detect_matches_grpc_and_serves_training_images() {
         close(&json["lof"]["score"], lof.score);
         close(&json["lof"]["threshold"], lof.threshold);
         close(&json["lof"]["decision"], lof.decision);
+        let distance = grpc.distance.as_ref().unwrap();
+        close(&json["distance"]["kth_distance"], distance.kth_distance);
+        close(&json["distance"]["threshold"], distance.threshold);
+        close(&json["distance"]["decision"], distance.decision);
+        close(&json["training_tail"], grpc.training_tail);
         match grpc.outcome.as_ref().unwrap() {
             v1::verdict::Outcome::Classify(class) => {
                 assert_eq!(json["outcome"], "classify", "{json}");
@@ -299,6 +304,11 @@ fn json_detect_matches_grpc_and_serves_training_images() {
         info.classes.len()
     );
     close(&model["default_threshold"], info.default_threshold);
+    assert_eq!(model["distance_check"], info.distance_check);
+    close(
+        &model["default_distance_threshold"],
+        info.default_distance_threshold,
+    );
     assert_eq!(model["search_mode"], info.search_mode.as_str());
 
     // Out-of-range and malformed training ids.

@@ -202,7 +202,7 @@ fn unary_info_health_reflection_and_refusals() {
             (info.k, info.index_size, info.search_mode.as_str()),
             (20, 60_000, "exact")
         );
-        assert_eq!(info.default_contamination, 0.001);
+        assert_eq!(info.default_contamination, 0.01);
 
         // Ten test digits, then white noise and Fashion-MNIST images at a threshold that
         // rejects half of the training digits, so some of them are surely rejected.
@@ -244,13 +244,22 @@ fn unary_info_health_reflection_and_refusals() {
                 .as_ref()
                 .expect("LOF evidence on every judged image");
             assert!((lof.score - lof.threshold - lof.decision).abs() < 1e-9);
+            // The default rule has two parts; an image is rejected when either rejects.
+            let distance = verdict
+                .distance
+                .as_ref()
+                .expect("distance evidence on every judged image");
+            assert!(distance.threshold > 0.0);
+            let margin = (distance.threshold - distance.kth_distance) / distance.threshold;
+            assert!((margin - distance.decision).abs() < 1e-9);
+            assert!((0.0..=1.0).contains(&verdict.training_tail));
             let class = match &verdict.outcome {
                 Some(v1::verdict::Outcome::Classify(c)) => {
-                    assert!(lof.decision >= 0.0);
+                    assert!(lof.decision >= 0.0 && distance.decision >= 0.0);
                     c
                 }
                 Some(v1::verdict::Outcome::Reject(r)) => {
-                    assert!(lof.decision < 0.0);
+                    assert!(lof.decision < 0.0 || distance.decision < 0.0);
                     assert_eq!(r.neighbours.len(), 20);
                     assert!(
                         r.neighbours

@@ -188,7 +188,7 @@ fn missing_or_broken_model_folder() {
     )];
     // A model folder whose model.onnx is not an ONNX model.
     let dir = tempfile::tempdir().unwrap();
-    let model = workspace().join("models/mnist-cosface-oe-shift");
+    let model = workspace().join("models/mnist-cosface-oe-near-fonts");
     for name in ["classes.json", "card.json"] {
         std::fs::copy(model.join(name), dir.path().join(name)).unwrap();
     }
@@ -250,7 +250,7 @@ fn an_index_for_another_model_or_corrupt() {
     let truncated = write(dir.path(), "truncated.lof", &index[..index.len() / 2]);
     failures.push(serve_with(
         &truncated,
-        "models/mnist-cosface-oe-shift",
+        "models/mnist-cosface-oe-near-fonts",
         &[&truncated, "truncated"],
     ));
 
@@ -262,7 +262,7 @@ fn an_index_for_another_model_or_corrupt() {
     let flipped = write(dir.path(), "flipped.lof", &flipped);
     failures.push(serve_with(
         &flipped,
-        "models/mnist-cosface-oe-shift",
+        "models/mnist-cosface-oe-near-fonts",
         &[&flipped, "checksum mismatch"],
     ));
 
@@ -271,21 +271,21 @@ fn an_index_for_another_model_or_corrupt() {
     let tail = write(dir.path(), "tail.lof", &tail);
     failures.push(serve_with(
         &tail,
-        "models/mnist-cosface-oe-shift",
+        "models/mnist-cosface-oe-near-fonts",
         &[&tail, "checksum mismatch"],
     ));
 
     let junk = write(dir.path(), "junk.lof", b"definitely not an index");
     failures.push(serve_with(
         &junk,
-        "models/mnist-cosface-oe-shift",
+        "models/mnist-cosface-oe-near-fonts",
         &[&junk, "not an oodgate LOF index"],
     ));
 
     let empty = write(dir.path(), "empty.lof", b"");
     failures.push(serve_with(
         &empty,
-        "models/mnist-cosface-oe-shift",
+        "models/mnist-cosface-oe-near-fonts",
         &[&empty],
     ));
 
