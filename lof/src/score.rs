@@ -184,7 +184,10 @@ pub fn distance_threshold(sorted_training_kdist: &[f64], rate: f64) -> Result<f6
     if sorted_training_kdist.is_empty() {
         return Err(LofError::InvalidInput("no training k-distances".into()));
     }
-    Ok(percentile_linear(sorted_training_kdist, 100.0 * (1.0 - rate)))
+    Ok(percentile_linear(
+        sorted_training_kdist,
+        100.0 * (1.0 - rate),
+    ))
 }
 
 /// Where a verdict's line is drawn: LOF's threshold on the score (scikit-learn's
@@ -395,7 +398,10 @@ mod tests {
         assert!((d.distance.unwrap() - 0.5).abs() < 1e-12);
         // LOF calls it ordinary, but it lies beyond the distance threshold.
         let d = decide_fused(-1.0, 12.0, both);
-        assert_eq!((d.lof.verdict, d.verdict), (Verdict::Accept, Verdict::Reject));
+        assert_eq!(
+            (d.lof.verdict, d.verdict),
+            (Verdict::Accept, Verdict::Reject)
+        );
         assert!((d.distance.unwrap() + 0.2).abs() < 1e-12);
         // LOF rejects; the distance part accepts.
         let d = decide_fused(-3.0, 1.0, both);

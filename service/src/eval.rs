@@ -13,8 +13,8 @@ use std::time::Instant;
 use ndarray::ArrayView2;
 use oodgate_datasets::synth::SynthSet;
 use oodgate_datasets::{DataDir, Dataset, Split};
-use oodgate_lof::{ExactLof, QueryScores, Thresholds, Verdict, decide_fused};
 use oodgate_lof::roc;
+use oodgate_lof::{ExactLof, QueryScores, Thresholds, Verdict, decide_fused};
 use serde::Serialize;
 
 use crate::embed::{Embedder, SessionOptions, embed_dataset};
@@ -228,7 +228,9 @@ impl Scored<'_> {
         let right = self.typed_right.as_deref();
         let lof = &self.fitted.lof;
         let [mnist, fashion, cifar, letters, doodles, typed] = &self.fitted.sets;
-        let share = |flags: &[bool]| flags.iter().filter(|f| **f).count() as f64 / flags.len().max(1) as f64;
+        let share = |flags: &[bool]| {
+            flags.iter().filter(|f| **f).count() as f64 / flags.len().max(1) as f64
+        };
         let mut at = Vec::new();
         for contamination in CONTAMINATIONS {
             let thresholds = Thresholds {

@@ -13,9 +13,9 @@ use crate::batcher::{BatchSettings, Batcher};
 use crate::config::Config;
 use crate::cpu::off_runtime;
 use crate::detector::{Detector, Judgement, ThresholdSpec};
-use oodgate_lof::Thresholds;
 use crate::metrics;
 use crate::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
+use oodgate_lof::Thresholds;
 
 /// One image as a client sent it, already off the wire.
 #[derive(Debug, Clone)]

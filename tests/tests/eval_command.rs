@@ -64,9 +64,14 @@ fn eval_on_a_subset_writes_a_coherent_report() {
         assert!(both["distance_threshold"].as_f64().unwrap() > 0.0);
         assert!(lof["distance_threshold"].is_null());
         for set in ["fashion_rejected", "cifar_rejected", "letters_rejected"] {
-            assert!(both[set].as_f64().unwrap() >= lof[set].as_f64().unwrap(), "{set}");
+            assert!(
+                both[set].as_f64().unwrap() >= lof[set].as_f64().unwrap(),
+                "{set}"
+            );
         }
-        assert!(both["mnist_accepted"].as_f64().unwrap() <= lof["mnist_accepted"].as_f64().unwrap());
+        assert!(
+            both["mnist_accepted"].as_f64().unwrap() <= lof["mnist_accepted"].as_f64().unwrap()
+        );
     }
     for space in spaces {
         for at in space["at"].as_array().unwrap() {

@@ -11,8 +11,6 @@ letters, rendered MNIST-style (oodtrain.strokes).
   marks, lightning, houses, suns, waves, clouds. No plain circle (a 0), no single line
   (a 1), no X (a letter).
 - `scribbles`: two to four random smooth strokes.
-- `chimeras`: the top (or left) part of one digit over the bottom (or right) of a digit
-  of another class: digit strokes, no digit.
 - HELDOUT_GLYPHS (Cyrillic letters that look neither Latin nor like digits) never
   reach training: `selection.py` uses them to compare recipes on unseen script.
 
@@ -218,22 +216,6 @@ def scribbles(rng, n, digits=None, labels=None):
         return out
     return _draw(rng, n, make)
 
-
-def chimeras(rng, n, digits, labels):
-    """Top part of one digit over the bottom part of another class (or left over right)."""
-    a = rng.integers(0, len(digits), n)
-    b = rng.integers(0, len(digits), n)
-    same = labels[a] == labels[b]
-    while same.any():
-        b[same] = rng.integers(0, len(digits), same.sum())
-        same = labels[a] == labels[b]
-    cut = rng.integers(11, 18, n)[:, None, None, None]
-    idx = np.arange(S.SIZE)
-    vertical = rng.random(n)[:, None, None, None] < 0.5
-    rows = idx[None, :, None, None] < cut
-    cols = idx[None, None, :, None] < cut
-    first = np.where(vertical, cols, rows)
-    return np.where(first, digits[a], digits[b]).astype(np.float32)
 
 
 # Outlier-exposure types rendered into pools (oodtrain.loop.near_pools).

@@ -5,7 +5,7 @@
 //! - [`letters`]: Latin letters A-Z and a-z except those that are also digit shapes
 //!   ([`EXCLUDED_LETTERS`]: O o l I S s Z z b g q), typeset in the TrueType/OpenType
 //!   fonts of [`FONT_FILES`] and drawn with a pen from every Latin Hershey stroke font
-//!   ([`LETTER_HERSHEY_FONTS`]). Class = the letter.
+//!   ([`letter_hershey_fonts`]). Class = the letter.
 //! - [`typed_digits`]: 0-9 from the same TrueType/OpenType fonts and from the Hershey
 //!   fonts the trainer does not use ([`TYPED_DIGIT_HERSHEY_FONTS`]). Class = the digit:
 //!   a labelled digit set.
@@ -53,32 +53,23 @@ use render::{Ink, SIZE};
 /// 9): an image of one of them is a digit as much as a letter.
 pub const EXCLUDED_LETTERS: [char; 11] = ['O', 'o', 'l', 'I', 'S', 's', 'Z', 'z', 'b', 'g', 'q'];
 
-/// Every Latin Hershey font: the letters are drawn from all of them.
-pub const LETTER_HERSHEY_FONTS: [&str; 18] = [
-    "futural",
-    "futuram",
-    "rowmans",
-    "rowmand",
-    "rowmant",
-    "timesr",
-    "timesrb",
-    "timesi",
-    "timesib",
-    "scripts",
-    "scriptc",
-    "cursive",
-    "gothiceng",
-    "gothicger",
-    "gothicita",
-    "gothgbt",
-    "gothgrt",
-    "gothitt",
+/// Latin Hershey fonts whose digits the trainer draws as training digits
+/// (`DIGIT_FONTS` in `train/oodtrain/glyphs.py`): letters only, never typed digits.
+pub const TRAINER_DIGIT_HERSHEY_FONTS: [&str; 7] = [
+    "futural", "futuram", "rowmans", "rowmand", "rowmant", "timesr", "timesrb",
 ];
 
-/// The Hershey fonts of [`typed_digits`]. The other Latin ones (futural, futuram,
-/// rowmans, rowmand, rowmant, timesr, timesrb) draw the trainer's augmented digits
-/// (`train/oodtrain/strokes.py`), so their digits are training data and stay out of this
-/// evaluation set.
+/// Every Latin Hershey font: the letters are drawn from all of them.
+pub fn letter_hershey_fonts() -> Vec<&'static str> {
+    [
+        &TRAINER_DIGIT_HERSHEY_FONTS[..],
+        &TYPED_DIGIT_HERSHEY_FONTS[..],
+    ]
+    .concat()
+}
+
+/// The Hershey fonts of [`typed_digits`]: the Latin ones but
+/// [`TRAINER_DIGIT_HERSHEY_FONTS`], whose digits are training data.
 pub const TYPED_DIGIT_HERSHEY_FONTS: [&str; 11] = [
     "timesi",
     "timesib",
@@ -188,7 +179,7 @@ impl SynthSet {
                 seed,
                 count,
                 &kept_letters(),
-                &LETTER_HERSHEY_FONTS,
+                &letter_hershey_fonts(),
                 sources,
             ),
             SynthSet::TypedDigits => {
