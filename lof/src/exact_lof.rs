@@ -6,17 +6,15 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::LofError;
 use crate::exact::ExactIndex;
-use crate::score;
+use crate::score::{self, TrainingDistribution};
 
 pub struct ExactLof {
     exact: ExactIndex,
     k: usize,
     kdist: Vec<f64>,
     lrd: Vec<f64>,
-    /// Training scores, ascending.
-    sorted_scores: Vec<f64>,
-    /// `kdist`, ascending.
-    sorted_kdist: Vec<f64>,
+    /// Training scores and k-distances, ascending.
+    training: TrainingDistribution,
 }
 
 /// Per query: scikit-learn's `score_samples`, and the distance to its k-th nearest
@@ -55,10 +53,9 @@ impl ExactLof {
         Ok(Self {
             exact,
             k,
-            sorted_kdist: score::sort_scores(kdist.clone()),
+            training: TrainingDistribution::new(sorted_scores, &kdist),
             kdist,
             lrd,
-            sorted_scores,
         })
     }
 
@@ -114,26 +111,15 @@ impl ExactLof {
 
     /// scikit-learn's `offset_` for this contamination.
     pub fn offset(&self, contamination: f64) -> Result<f64, LofError> {
-        score::threshold(&self.sorted_scores, contamination)
+        self.training.offset(contamination)
     }
 
-    /// [`score::training_tail`] of a query's score and k-th neighbour distance (the
-    /// distance part only when `distance_check`).
-    pub fn training_tail(&self, score: f64, kth_distance: f64, distance_check: bool) -> f64 {
-        score::training_tail(
-            &self.sorted_scores,
-            score,
-            distance_check.then_some(self.sorted_kdist.as_slice()),
-            kth_distance,
-        )
-    }
-
-    /// The k-distance beyond which a share `rate` of the training points lie.
-    pub fn distance_threshold(&self, rate: f64) -> Result<f64, LofError> {
-        score::distance_threshold(&self.sorted_kdist, rate)
+    /// The training scores and k-distances that thresholds and tails are read from.
+    pub fn training(&self) -> &TrainingDistribution {
+        &self.training
     }
 
     pub fn sorted_training_scores(&self) -> &[f64] {
-        &self.sorted_scores
+        self.training.sorted_scores()
     }
 }

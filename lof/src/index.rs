@@ -13,7 +13,7 @@ use crate::exact::ExactIndex;
 use crate::hnsw::{Builder, Graph, HnswParams, RecallReport, measure_recall, sample_points};
 use crate::neighbours::NeighbourLists;
 use crate::progress_bar;
-use crate::score;
+use crate::score::{self, TrainingDistribution};
 
 /// Training points queried against the graph after a build to measure recall.
 pub const RECALL_SAMPLE: usize = 1_000;
@@ -96,10 +96,9 @@ pub struct LofIndex {
     kdist: Vec<f64>,
     /// Local reachability density of each training point.
     lrd: Vec<f64>,
-    /// Training scores, ascending: any contamination maps to a threshold by percentile.
-    sorted_scores: Vec<f64>,
-    /// `kdist`, ascending: any rate maps to a k-distance threshold by percentile.
-    sorted_kdist: Vec<f64>,
+    /// Training scores and k-distances, ascending: any contamination maps to thresholds
+    /// by percentile.
+    training: TrainingDistribution,
     /// The approximate neighbour graph.
     graph: Graph,
     /// Parameters the graph was built with; `ef_search` is the default search width.
@@ -318,10 +317,9 @@ impl LofIndex {
             exact,
             labels,
             k,
-            sorted_kdist: score::sort_scores(kdist.clone()),
+            training: TrainingDistribution::new(sorted_scores, &kdist),
             kdist,
             lrd,
-            sorted_scores,
             graph,
             hnsw_params,
             recall: Some(recall),
@@ -424,30 +422,18 @@ impl LofIndex {
     /// scikit-learn's `offset_` for `LocalOutlierFactor(contamination=c)`: the `100 c`-th
     /// percentile of the training scores. `c` must lie in `[0, 1]`.
     pub fn offset(&self, contamination: f64) -> Result<f64, LofError> {
-        score::threshold(&self.sorted_scores, contamination)
+        self.training.offset(contamination)
     }
 
     /// The threshold that rejects a fraction `rate` of the training points themselves
     /// (the same percentile mapping as [`Self::offset`]).
     pub fn threshold_for_false_rejection_rate(&self, rate: f64) -> Result<f64, LofError> {
-        score::threshold(&self.sorted_scores, rate)
+        self.training.offset(rate)
     }
 
-    /// [`score::training_tail`] of a query's score and k-th neighbour distance (the
-    /// distance part only when `distance_check`).
-    pub fn training_tail(&self, score: f64, kth_distance: f64, distance_check: bool) -> f64 {
-        score::training_tail(
-            &self.sorted_scores,
-            score,
-            distance_check.then_some(self.sorted_kdist.as_slice()),
-            kth_distance,
-        )
-    }
-
-    /// The k-distance beyond which a share `rate` of the training points lie (the
-    /// distance part of [`score::decide_fused`]).
-    pub fn distance_threshold(&self, rate: f64) -> Result<f64, LofError> {
-        score::distance_threshold(&self.sorted_kdist, rate)
+    /// The training scores and k-distances that thresholds and tails are read from.
+    pub fn training(&self) -> &TrainingDistribution {
+        &self.training
     }
 
     /// Writes the index to `path` as one artifact file (atomically), recording
@@ -482,7 +468,7 @@ impl LofIndex {
                 labels: &self.labels,
                 kdist: &self.kdist,
                 lrd: &self.lrd,
-                sorted_scores: &self.sorted_scores,
+                sorted_scores: self.training.sorted_scores(),
                 layers: self.graph.layers(),
             },
         )
@@ -509,10 +495,9 @@ impl LofIndex {
             exact: ExactIndex::new(data),
             labels: d.labels,
             k: d.header.k,
-            sorted_kdist: score::sort_scores(d.kdist.clone()),
+            training: TrainingDistribution::new(d.sorted_scores, &d.kdist),
             kdist: d.kdist,
             lrd: d.lrd,
-            sorted_scores: d.sorted_scores,
             graph,
             hnsw_params: d.header.hnsw,
             recall: d.header.recall,
@@ -561,7 +546,7 @@ impl LofIndex {
 
     /// Training scores (scikit-learn's `negative_outlier_factor_`), ascending.
     pub fn sorted_training_scores(&self) -> &[f64] {
-        &self.sorted_scores
+        self.training.sorted_scores()
     }
 
     /// Graph parameters.

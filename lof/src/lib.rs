@@ -34,7 +34,8 @@ pub use index::{
 };
 pub use neighbours::NeighbourLists;
 pub use score::{
-    Decision, FusedDecision, Thresholds, Verdict, decide, decide_fused, training_tail,
+    Decision, FusedDecision, Thresholds, TrainingDistribution, Verdict, decide, decide_fused,
+    training_tail,
 };
 
 /// The ndarray version this crate's API uses (re-exported so callers match it).

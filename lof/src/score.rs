@@ -264,6 +264,49 @@ pub fn training_tail(
     }
 }
 
+/// The training points' own LOF scores and k-distances, each ascending: every
+/// threshold and every training tail is read from them, for the graph index and for
+/// exact LOF alike.
+#[derive(Debug, Clone)]
+pub struct TrainingDistribution {
+    sorted_scores: Vec<f64>,
+    sorted_kdist: Vec<f64>,
+}
+
+impl TrainingDistribution {
+    pub fn new(sorted_scores: Vec<f64>, kdist: &[f64]) -> Self {
+        Self {
+            sorted_scores,
+            sorted_kdist: sort_scores(kdist.to_vec()),
+        }
+    }
+
+    /// Training scores, ascending (scikit-learn's `negative_outlier_factor_`, sorted).
+    pub fn sorted_scores(&self) -> &[f64] {
+        &self.sorted_scores
+    }
+
+    /// scikit-learn's `offset_` for a contamination (or a false-rejection rate).
+    pub fn offset(&self, rate: f64) -> Result<f64, LofError> {
+        threshold(&self.sorted_scores, rate)
+    }
+
+    /// [`distance_threshold`] over these k-distances.
+    pub fn distance_threshold(&self, rate: f64) -> Result<f64, LofError> {
+        distance_threshold(&self.sorted_kdist, rate)
+    }
+
+    /// [`training_tail`] of a query (the distance part only when `distance_check`).
+    pub fn training_tail(&self, score: f64, kth_distance: f64, distance_check: bool) -> f64 {
+        training_tail(
+            &self.sorted_scores,
+            score,
+            distance_check.then_some(self.sorted_kdist.as_slice()),
+            kth_distance,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,8 +91,6 @@ pub struct Detector {
     pub index: LofIndex,
     pub search: SearchMode,
     pub default_contamination: f64,
-    /// The LOF threshold at the default contamination.
-    pub default_threshold: f64,
     /// Both parts' thresholds at the default contamination.
     pub default_thresholds: Thresholds,
     /// Whether verdicts also hold the k-th neighbour distance to a threshold.
@@ -151,7 +149,6 @@ impl Detector {
             index,
             search: search_mode(config),
             default_contamination: config.index.contamination,
-            default_threshold: default_thresholds.lof,
             default_thresholds,
             distance_check,
         })
@@ -205,7 +202,7 @@ impl Detector {
                     probability,
                     score: result.score,
                     kth_distance,
-                    training_tail: self.index.training_tail(
+                    training_tail: self.index.training().training_tail(
                         result.score,
                         kth_distance,
                         self.distance_check,
@@ -259,7 +256,7 @@ fn thresholds(
     Ok(Thresholds {
         lof: index.offset(rate)?,
         distance: distance_check
-            .then(|| index.distance_threshold(rate))
+            .then(|| index.training().distance_threshold(rate))
             .transpose()?,
     })
 }

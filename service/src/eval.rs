@@ -208,7 +208,7 @@ impl Scored<'_> {
                 .scores
                 .iter()
                 .zip(&set.kth_distances)
-                .map(|(&s, &d)| self.fitted.lof.training_tail(s, d, true))
+                .map(|(&s, &d)| self.fitted.lof.training().training_tail(s, d, true))
                 .collect(),
         }
     }
@@ -237,7 +237,7 @@ impl Scored<'_> {
                 lof: lof.offset(contamination)?,
                 distance: self
                     .distance_check()
-                    .then(|| lof.distance_threshold(contamination))
+                    .then(|| lof.training().distance_threshold(contamination))
                     .transpose()?,
             };
             let typed_rejected = Self::rejected(typed, thresholds);

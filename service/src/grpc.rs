@@ -358,7 +358,7 @@ pub fn model_info(detector: &Detector) -> v1::ModelInfo {
         k: detector.index.k() as u32,
         index_size: detector.index.len() as u64,
         default_contamination: detector.default_contamination,
-        default_threshold: detector.default_threshold,
+        default_threshold: detector.default_thresholds.lof,
         distance_check: detector.distance_check,
         default_distance_threshold: detector.default_thresholds.distance.unwrap_or(0.0),
         search_mode: match detector.search {

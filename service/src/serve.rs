@@ -254,7 +254,7 @@ fn log_loaded(detector: &Detector) {
         embedding_dim = embedder.embedding_dim,
         index_size = detector.index.len(),
         k = detector.index.k(),
-        threshold = detector.default_threshold,
+        threshold = detector.default_thresholds.lof,
         "model and index loaded"
     );
 }

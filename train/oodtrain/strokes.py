@@ -99,25 +99,3 @@ def render(strokes, pen):
         segs = segs + np.tile([SIZE / 2 - cx, SIZE / 2 - cy], 2).astype(np.float32)
         img = _ink(segs, pen)
     return img.astype(np.float32)
-
-
-def write_png(path, images, cols=20):
-    """A contact sheet of [n, 28, 28] images in [0, 1] (for looking at a set)."""
-    import struct
-    import zlib
-
-    n = len(images)
-    rows = (n + cols - 1) // cols
-    sheet = np.zeros((rows * (SIZE + 2), cols * (SIZE + 2)), np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        sheet[r * (SIZE + 2): r * (SIZE + 2) + SIZE, c * (SIZE + 2): c * (SIZE + 2) + SIZE] = (
-            np.clip(im.reshape(SIZE, SIZE), 0, 1) * 255).astype(np.uint8)
-    raw = b"".join(b"\x00" + row.tobytes() for row in sheet)
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", sheet.shape[1], sheet.shape[0], 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    Path(path).write_bytes(png)
