@@ -1,4 +1,4 @@
-//! Client image bytes → model input, as the server does it (`oodgate::preprocess`).
+//! Client image bytes → model input, as the server does it (`oodgate_server::core::preprocess`).
 //!
 //! The same input is tried twice:
 //! - whole, as encoded bytes (PNG/JPEG or anything else): `ImageInput::Encoded`;
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oodgate::preprocess::{
+use oodgate_server::core::preprocess::{
     ImageInput, InputSpec, Layout, Limits, preprocess_into, to_dynamic_image,
 };
 

@@ -152,10 +152,11 @@ impl Drop for Server {
 pub fn ensure_index() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        let config = oodgate::config::Config::default();
-        let model = oodgate::model::ModelFiles::load(&workspace().join(&config.model.dir))
-            .expect("the default model");
-        let path = workspace().join(oodgate::detector::index_path(&config, &model));
+        let config = oodgate_server::app::config::Config::default();
+        let model =
+            oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
+                .expect("the default model");
+        let path = workspace().join(oodgate_server::core::detector::index_path(&config, &model));
         if !path.is_file() {
             run(Command::new(binary("oodgate"))
                 .current_dir(workspace())

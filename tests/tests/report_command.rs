@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use oodgate::report::{FIGURES, figures};
 use oodgate_e2e::{binary, run, workspace};
+use oodgate_lab::report::{FIGURES, figures};
 
 #[test]
 fn report_writes_every_figure() {

@@ -21,9 +21,10 @@ fn ort() -> (&'static str, String) {
 /// The cached index of the default model (built once if missing).
 fn default_index() -> PathBuf {
     ensure_index();
-    let config = oodgate::config::Config::default();
-    let model = oodgate::model::ModelFiles::load(&workspace().join(&config.model.dir)).unwrap();
-    workspace().join(oodgate::detector::index_path(&config, &model))
+    let config = oodgate_server::app::config::Config::default();
+    let model = oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
+        .unwrap();
+    workspace().join(oodgate_server::core::detector::index_path(&config, &model))
 }
 
 /// What one failing start showed: the error line, whether the ports were bound first,

@@ -1,0 +1,129 @@
+//! The subcommands' glue: run a library function, print what it did.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use oodgate_lab::eval::{self, EvalOptions};
+use oodgate_server::app::config::Config;
+use oodgate_server::core::detector;
+use oodgate_server::core::embed::Embedder;
+use oodgate_server::core::model::ModelFiles;
+use oodgate_server::core::runtime;
+
+pub fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    let model = ModelFiles::load(&config.model.dir)?;
+    let embedder = Embedder::load(env, &model.onnx_path, detector::session_options(config))?;
+    let index = detector::build_index(&embedder, config, true)?;
+    let path = out.unwrap_or_else(|| detector::index_path(config, &model));
+    index
+        .save(&path, &model.sha256)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let size = std::fs::metadata(&path)?.len();
+    let load_started = Instant::now();
+    let loaded = oodgate_lof::index::LofIndex::load(&path, &model.sha256)?;
+    println!(
+        "index {}: {} x {} embeddings, k = {}, {:.1} MB; recall@k {}; built in {:.1} s; loads in {:.3} s",
+        path.display(),
+        loaded.len(),
+        loaded.dim(),
+        loaded.k(),
+        size as f64 / 1e6,
+        loaded.recall().map_or("not measured".into(), |r| format!(
+            "{:.4} (ef {})",
+            r.recall, r.ef
+        )),
+        started.elapsed().as_secs_f64(),
+        load_started.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+pub fn eval(
+    config: &Config,
+    models: Vec<PathBuf>,
+    k: usize,
+    limit: Option<usize>,
+    input_space: bool,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    let models = if models.is_empty() {
+        oodgate_server::core::model::model_dirs(Path::new("models"))?
+    } else {
+        models
+    };
+    let options = EvalOptions {
+        models,
+        k,
+        limit,
+        include_input_space: input_space,
+        progress: true,
+    };
+    let report = eval::run(env, &options)?;
+    println!("{}", eval::markdown(&report));
+    println!("total runtime {:.1} s", report.seconds);
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `oodgate data synth`: a synthetic set as IDX files (and a contact sheet).
+pub fn synth(
+    name: &str,
+    out: &Path,
+    seed: Option<u64>,
+    preview: Option<&Path>,
+) -> anyhow::Result<()> {
+    use oodgate_datasets::synth::{SynthSet, contact_sheet};
+    let started = Instant::now();
+    let set =
+        SynthSet::from_name(name).with_context(|| format!("unknown synthetic set {name:?}"))?;
+    let seed = seed.unwrap_or_else(|| set.default_seed());
+    let dataset = set.generate(seed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let images = out.join(format!("{name}-images-idx3-ubyte"));
+    let labels = out.join(format!("{name}-labels-idx1-ubyte"));
+    let classes = out.join(format!("{name}-classes.txt"));
+    oodgate_datasets::idx::write_idx_dataset(&dataset, &images, &labels)?;
+    std::fs::write(&classes, dataset.class_names.join("\n") + "\n")
+        .with_context(|| format!("writing {}", classes.display()))?;
+    println!(
+        "{name}: {} images of {} classes (seed {seed}) generated in {seconds:.2} s: {}, {}, {}",
+        dataset.len(),
+        dataset.class_names.len(),
+        images.display(),
+        labels.display(),
+        classes.display()
+    );
+    if let Some(path) = preview {
+        contact_sheet(&dataset, 400, 20, 2)
+            .save(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("contact sheet of the first 400 images: {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn report(config: &Config, options: oodgate_lab::report::ReportOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
+    for figure in oodgate_lab::report::run(env, &options)? {
+        println!(
+            "{} ({} x {}, {} kB, {:.1} s)",
+            figure.path.display(),
+            figure.width,
+            figure.height,
+            figure.bytes.div_ceil(1000),
+            figure.seconds
+        );
+    }
+    println!("total runtime {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,768 @@
+//! The HTTP side, on its own port: Prometheus metrics and health for operators and
+//! orchestrators, a JSON API over the gRPC side's [`Pipeline`], and the demo page.
+//!
+//! `POST /v1/detect` goes through [`Pipeline::detect`] like the gRPC `Detect`; every
+//! refusal becomes an HTTP status in [`http_status`], the one place that maps them (the
+//! gRPC side's is [`crate::api::grpc::status`]). Every error answer is a JSON body
+//! `{"error": "..."}`, including bodies axum's extractors refuse.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::api::grpc;
+use crate::api::security::Token;
+use crate::app::config::Config;
+use crate::core::detector::ThresholdSpec;
+use crate::core::pipeline::{ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError};
+use crate::core::preprocess::{InputSpec, Layout};
+use crate::metrics;
+
+/// The demo page: one self-contained HTML file (inline CSS and JS, nothing external).
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: PrometheusHandle,
+    /// Largest request body (`server.max_message_bytes`, as on gRPC).
+    pub max_body_bytes: usize,
+    /// MNIST train (the index's training images, in order), loaded on first use.
+    training: Arc<OnceCell<oodgate_datasets::Dataset>>,
+    pub auth: HttpAuth,
+}
+
+/// The token each group of endpoints asks for (open when `auth.protect_*` is off).
+#[derive(Clone, Default)]
+pub struct HttpAuth {
+    pub api: Token,
+    pub health: Token,
+    pub metrics: Token,
+}
+
+impl HttpState {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        metrics: PrometheusHandle,
+        config: &Config,
+        auth: HttpAuth,
+    ) -> Self {
+        Self {
+            pipeline,
+            metrics,
+            max_body_bytes: config.server.max_message_bytes,
+            training: Arc::new(OnceCell::new()),
+            auth,
+        }
+    }
+}
+
+pub fn router(state: HttpState) -> Router {
+    let limit = state.max_body_bytes;
+    // The page itself is open; the API it calls is not when a token is configured.
+    let page = Router::new()
+        .route("/", get(demo))
+        .route("/demo", get(demo));
+    let api = Router::new()
+        .route("/v1/detect", post(detect).fallback(method_not_allowed))
+        .route("/v1/model", get(model_info))
+        .route("/v1/training/{id}", get(training_image));
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let metrics = Router::new().route("/metrics", get(metrics));
+    Router::new()
+        .merge(page)
+        .merge(guarded(api, state.auth.api.clone()))
+        .merge(guarded(health, state.auth.health.clone()))
+        .merge(guarded(metrics, state.auth.metrics.clone()))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Requires the bearer token on every route of `routes` (constant-time comparison).
+fn guarded(routes: Router<HttpState>, token: Token) -> Router<HttpState> {
+    if !token.enabled() {
+        return routes;
+    }
+    routes.route_layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                let given = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if token.admits(given) {
+                    next.run(request).await
+                } else {
+                    metrics::record_unauthenticated();
+                    let mut refused = ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "missing or wrong bearer token (Authorization: Bearer <token>)",
+                    )
+                    .into_response();
+                    refused
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    refused
+                }
+            }
+        },
+    ))
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Live: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: the model and index are loaded.
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.pipeline.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading\n")
+    }
+}
+
+async fn demo() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(DEMO_PAGE))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such page")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use POST with a JSON body")
+}
+
+// ---- Errors ----------------------------------------------------------------------
+
+/// An error answer: its status and a JSON body `{"error": message}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The one mapping from the pipeline's refusals to HTTP statuses.
+pub fn http_status(error: &ServeError) -> StatusCode {
+    match error {
+        ServeError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        ServeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServeError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ServeError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+        // Streams are gRPC's; listed for completeness.
+        ServeError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ServeError> for ApiError {
+    fn from(error: ServeError) -> Self {
+        let status = http_status(&error);
+        let message = match &error {
+            // The JSON body has the threshold fields at its top level.
+            ServeError::InvalidArgument { field, message } => {
+                format!(
+                    "{}: {message}",
+                    field.strip_prefix("threshold.").unwrap_or(field)
+                )
+            }
+            ServeError::Internal(_) => {
+                tracing::error!(%error, "request failed");
+                error.to_string()
+            }
+            _ => error.to_string(),
+        };
+        Self::new(status, message)
+    }
+}
+
+/// The gRPC code an HTTP answer counts as in `oodgate_requests_total`.
+pub fn grpc_code(status: StatusCode) -> tonic::Code {
+    match status.as_u16() {
+        200..=299 => tonic::Code::Ok,
+        404 => tonic::Code::NotFound,
+        413 | 429 => tonic::Code::ResourceExhausted,
+        503 => tonic::Code::Unavailable,
+        400..=499 => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Internal,
+    }
+}
+
+/// `axum::Json`, with its rejections (bad syntax, wrong types, missing content type, body
+/// over the limit) answered as JSON errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<HttpState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &HttpState) -> Result<Self, ApiError> {
+        // A declared length over the limit is refused before reading the body, so a
+        // client that sent `Expect: 100-continue` (curl does for large bodies) is spared
+        // the upload and reliably gets the answer.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = match &rejection {
+        // axum says 422 for well-formed JSON of the wrong shape; to clients it is just
+        // a bad request, as INVALID_ARGUMENT is on gRPC.
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        other => other.status(),
+    };
+    let message = match &rejection {
+        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            return too_large();
+        }
+        other => other.body_text(),
+    };
+    ApiError::new(status, message)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body over the limit (server.max_message_bytes)",
+    )
+}
+
+// ---- POST /v1/detect -------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectBody {
+    pub images: Vec<JsonImage>,
+    #[serde(default)]
+    pub contamination: Option<f64>,
+    #[serde(default)]
+    pub false_rejection_rate: Option<f64>,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub return_inputs: bool,
+}
+
+/// One image: PNG or JPEG bytes, or raw pixels, base64-encoded (standard alphabet).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonImage {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, alias = "png_base64")]
+    pub encoded_base64: Option<String>,
+    #[serde(default)]
+    pub raw: Option<JsonPixels>,
+}
+
+/// Raw u8 pixels, row by row, channels interleaved.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonPixels {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u32,
+    pub pixels_base64: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DetectReply {
+    pub model: String,
+    pub verdicts: Vec<JsonVerdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonVerdict {
+    pub id: String,
+    /// "classify", "reject" or "error".
+    pub outcome: &'static str,
+    /// The classifier's answer (for a rejection: what it would have said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lof: Option<JsonLof>,
+    /// The k nearest training images, nearest first (rejections only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neighbours: Option<Vec<JsonNeighbour>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<JsonDistance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_tail: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the model saw (with `return_inputs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_input: Option<JsonPixels>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonLof {
+    pub score: f64,
+    pub threshold: f64,
+    pub decision: f64,
+}
+
+/// The distance part of a verdict (gRPC `DistanceEvidence`).
+#[derive(Debug, Serialize)]
+pub struct JsonDistance {
+    pub kth_distance: f64,
+    pub threshold: f64,
+    pub decision: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonNeighbour {
+    /// Index into MNIST train; `GET /v1/training/{training_id}` shows it.
+    pub training_id: u32,
+    pub label: u32,
+    pub label_name: String,
+    pub distance: f64,
+}
+
+async fn detect(
+    State(state): State<HttpState>,
+    body: Result<ApiJson<DetectBody>, ApiError>,
+) -> Response {
+    let answer = match body {
+        Ok(ApiJson(body)) => detect_json(&state.pipeline, body).await,
+        Err(error) => Err(error),
+    };
+    let status = answer
+        .as_ref()
+        .map_or_else(|e| e.status, |_| StatusCode::OK);
+    metrics::record_request("http_detect", grpc_code(status));
+    match answer {
+        Ok(reply) => Json(reply).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub async fn detect_json(pipeline: &Pipeline, body: DetectBody) -> Result<DetectReply, ApiError> {
+    let input = detect_input(body)?;
+    let detection = pipeline.detect(input).await?;
+    Ok(detect_reply(detection))
+}
+
+fn detect_input(body: DetectBody) -> Result<DetectInput, ApiError> {
+    let threshold = match (body.contamination, body.false_rejection_rate) {
+        (None, None) => ThresholdSpec::Default,
+        (Some(c), None) => ThresholdSpec::Contamination(c),
+        (None, Some(r)) => ThresholdSpec::FalseRejectionRate(r),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "contamination",
+                "give contamination or false_rejection_rate, not both",
+            ));
+        }
+    };
+    let images = body
+        .images
+        .into_iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let data = match (image.encoded_base64, image.raw) {
+                (None, None) => None,
+                (Some(encoded), None) => Some(ImageData::Encoded(base64(
+                    &encoded,
+                    &format!("images[{i}].encoded_base64"),
+                )?)),
+                (None, Some(raw)) => Some(ImageData::Raw {
+                    width: raw.width,
+                    height: raw.height,
+                    channels: raw.channels,
+                    pixels: base64(
+                        &raw.pixels_base64,
+                        &format!("images[{i}].raw.pixels_base64"),
+                    )?,
+                }),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid(
+                        &format!("images[{i}]"),
+                        "give encoded_base64 (or png_base64) or raw, not both",
+                    ));
+                }
+            };
+            Ok(ClientImage { id: image.id, data })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(DetectInput {
+        images,
+        threshold,
+        source: body.source,
+        return_inputs: body.return_inputs,
+    })
+}
+
+fn base64(text: &str, field: &str) -> Result<Vec<u8>, ApiError> {
+    BASE64
+        .decode(text)
+        .map_err(|e| ApiError::invalid(field, format_args!("invalid base64 ({e})")))
+}
+
+fn detect_reply(detection: Detection) -> DetectReply {
+    let classes = &detection.detector.model.classes;
+    let name = |class: usize| classes.get(class).cloned().unwrap_or_default();
+    let spec = detection.detector.embedder.input;
+    let mut inputs = detection.inputs.map(Vec::into_iter);
+    let verdicts = detection
+        .verdicts
+        .into_iter()
+        .map(|verdict| {
+            let model_input = inputs
+                .as_mut()
+                .and_then(Iterator::next)
+                .flatten()
+                .map(|values| model_input(&values, spec));
+            let judgement = match verdict.outcome {
+                Ok(judgement) => judgement,
+                Err(error) => {
+                    return JsonVerdict {
+                        id: verdict.id,
+                        outcome: "error",
+                        class_index: None,
+                        class_name: None,
+                        probability: None,
+                        lof: None,
+                        neighbours: None,
+                        distance: None,
+                        training_tail: None,
+                        error: Some(error.to_string()),
+                        model_input,
+                    };
+                }
+            };
+            let rejected = judgement.rejected();
+            JsonVerdict {
+                id: verdict.id,
+                outcome: if rejected { "reject" } else { "classify" },
+                class_index: Some(judgement.class),
+                class_name: Some(name(judgement.class)),
+                probability: Some(judgement.probability),
+                lof: Some(JsonLof {
+                    score: judgement.score,
+                    threshold: judgement.threshold,
+                    decision: judgement.decision,
+                }),
+                neighbours: rejected.then(|| {
+                    judgement
+                        .neighbours
+                        .iter()
+                        .map(|n| JsonNeighbour {
+                            training_id: n.id,
+                            label: u32::from(n.label),
+                            label_name: name(usize::from(n.label)),
+                            distance: n.distance,
+                        })
+                        .collect()
+                }),
+                distance: judgement
+                    .distance_threshold
+                    .zip(judgement.distance_decision)
+                    .map(|(threshold, decision)| JsonDistance {
+                        kth_distance: judgement.kth_distance,
+                        threshold,
+                        decision,
+                    }),
+                training_tail: Some(judgement.training_tail),
+                error: None,
+                model_input,
+            }
+        })
+        .collect();
+    DetectReply {
+        model: detection.detector.model.name.clone(),
+        verdicts,
+    }
+}
+
+/// A model input (floats in [0, 1] in the model's layout) as u8 pixels, row by row,
+/// channels interleaved.
+fn model_input(values: &[f32], spec: InputSpec) -> JsonPixels {
+    let plane = (spec.width * spec.height) as usize;
+    let channels = spec.channels as usize;
+    let mut pixels = vec![0u8; plane * channels];
+    for (i, &value) in values.iter().enumerate() {
+        let at = match spec.layout {
+            Layout::Nhwc => i,
+            Layout::Nchw => (i % plane) * channels + i / plane,
+        };
+        if let Some(p) = pixels.get_mut(at) {
+            *p = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+    }
+    JsonPixels {
+        width: spec.width,
+        height: spec.height,
+        channels: spec.channels,
+        pixels_base64: BASE64.encode(&pixels),
+    }
+}
+
+// ---- GET /v1/model, GET /v1/training/{id} ----------------------------------------
+
+/// What gRPC `GetModelInfo` answers, as JSON with the same field names.
+async fn model_info(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let detector = state.pipeline.detector().ok_or(ServeError::NotReady)?;
+    let info = grpc::model_info(&detector);
+    Ok(Json(serde_json::json!({
+        "model_name": info.model_name,
+        "model_sha256": info.model_sha256,
+        "input_layout": info.input_layout,
+        "input_height": info.input_height,
+        "input_width": info.input_width,
+        "input_channels": info.input_channels,
+        "classes": info.classes,
+        "embedding_dim": info.embedding_dim,
+        "k": info.k,
+        "index_size": info.index_size,
+        "default_contamination": info.default_contamination,
+        "default_threshold": info.default_threshold,
+        "distance_check": info.distance_check,
+        "default_distance_threshold": info.default_distance_threshold,
+        "search_mode": info.search_mode,
+    })))
+}
+
+/// One MNIST training image (a neighbour's `training_id`) as a PNG; its label is in the
+/// `x-oodgate-label` header.
+async fn training_image(
+    State(state): State<HttpState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let id: usize = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("training image {id:?}: ids are whole numbers"),
+        )
+    })?;
+    let train = state
+        .training
+        .get_or_try_init(|| async {
+            let loaded = tokio::task::spawn_blocking(|| {
+                oodgate_datasets::DataDir::from_env()?.mnist(oodgate_datasets::Split::Train)
+            })
+            .await;
+            match loaded {
+                Ok(Ok(train)) => {
+                    tracing::info!(count = train.len(), "MNIST train loaded for /v1/training");
+                    Ok(train)
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "MNIST train unavailable for /v1/training");
+                    Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the training images are unavailable: {error}"),
+                    ))
+                }
+                Err(_) => Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "loading the training images panicked",
+                )),
+            }
+        })
+        .await?;
+    if id >= train.len() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "training image {id}: ids go from 0 to {}",
+                train.len().saturating_sub(1)
+            ),
+        ));
+    }
+    let png = encode_png(train, id)?;
+    let label = HeaderValue::from(u16::from(train.label(id)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+            (header::HeaderName::from_static("x-oodgate-label"), label),
+        ],
+        png,
+    )
+        .into_response())
+}
+
+fn encode_png(data: &oodgate_datasets::Dataset, i: usize) -> Result<Vec<u8>, ApiError> {
+    let color = match data.channels {
+        1 => image::ExtendedColorType::L8,
+        3 => image::ExtendedColorType::Rgb8,
+        _ => image::ExtendedColorType::Rgba8,
+    };
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        data.image(i),
+        data.width,
+        data.height,
+        color,
+    )
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("PNG: {e}")))?;
+    Ok(png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_status() {
+        let cases = [
+            (
+                ServeError::InvalidArgument {
+                    field: "threshold.contamination",
+                    message: "must be in (0, 0.5], got 0.7".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ServeError::Overloaded {
+                    requested: 2,
+                    available: 1,
+                    capacity: 1,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                ServeError::NotReady,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+            ),
+            (
+                ServeError::Internal("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                tonic::Code::Internal,
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(http_status(&error), status);
+            // The two sides agree on what each refusal is.
+            assert_eq!(grpc::status(&error).code(), code);
+            assert_eq!(grpc_code(status), code);
+        }
+        let api = ApiError::from(ServeError::InvalidArgument {
+            field: "threshold.contamination",
+            message: "must be in (0, 0.5], got 0.7".into(),
+        });
+        assert_eq!(api.message, "contamination: must be in (0, 0.5], got 0.7");
+    }
+
+    #[test]
+    fn bodies_become_inputs_or_name_the_bad_field() {
+        let parse = |json: &str| detect_input(serde_json::from_str(json).unwrap());
+        let input = parse(
+            r#"{"images":[{"id":"a","png_base64":"iVBORw=="},
+                {"id":"b","raw":{"width":1,"height":1,"channels":1,"pixels_base64":"/w=="}},
+                {"id":"c"}],
+               "contamination":0.05,"source":"demo","return_inputs":true}"#,
+        )
+        .unwrap();
+        assert_eq!(input.threshold, ThresholdSpec::Contamination(0.05));
+        assert!(input.return_inputs);
+        assert_eq!(input.source, "demo");
+        assert!(matches!(&input.images[0].data, Some(ImageData::Encoded(b)) if b == b"\x89PNG"));
+        assert!(
+            matches!(&input.images[1].data, Some(ImageData::Raw { pixels, .. }) if pixels == &[255])
+        );
+        assert!(input.images[2].data.is_none());
+
+        let bad = parse(r#"{"images":[{"id":"a","encoded_base64":"@@"}]}"#).unwrap_err();
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(
+            bad.message
+                .starts_with("images[0].encoded_base64: invalid base64"),
+            "{}",
+            bad.message
+        );
+        let both =
+            parse(r#"{"images":[],"contamination":0.1,"false_rejection_rate":0.1}"#).unwrap_err();
+        assert!(both.message.contains("not both"), "{}", both.message);
+        assert!(serde_json::from_str::<DetectBody>(r#"{"images":[],"contamnation":1}"#).is_err());
+    }
+
+    #[test]
+    fn model_inputs_become_interleaved_u8() {
+        let spec = InputSpec {
+            layout: Layout::Nchw,
+            height: 1,
+            width: 2,
+            channels: 3,
+        };
+        // Planes R, G, B of two pixels.
+        let pixels = model_input(&[1.0, 0.0, 0.0, 1.0, 0.5, 0.5], spec);
+        assert_eq!(
+            BASE64.decode(pixels.pixels_base64).unwrap(),
+            [255, 0, 128, 0, 255, 128]
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The application: configuration, loading a model from it, hot reload, and the
+//! service's run loop.
+
+pub mod config;
+pub mod reload;
+pub mod serve;

@@ -1,0 +1,83 @@
+//! Hot reload: load a model and its index beside the serving one, then swap them in.
+//!
+//! Requests already running finish on the model they started with (a stream keeps
+//! its model until it ends); if loading fails, the current model keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::app::config::Config;
+use crate::core::detector::Detector;
+use crate::core::pipeline::Pipeline;
+use crate::metrics;
+
+pub struct Reloader {
+    pipeline: Arc<Pipeline>,
+    /// Read again on every reload (model and index settings; the rest needs a restart).
+    config_file: Option<PathBuf>,
+    /// One reload at a time.
+    busy: tokio::sync::Mutex<()>,
+}
+
+pub struct Reloaded {
+    pub detector: Arc<Detector>,
+    pub seconds: f64,
+}
+
+impl Reloader {
+    pub fn new(pipeline: Arc<Pipeline>, config_file: Option<PathBuf>) -> Self {
+        Self {
+            pipeline,
+            config_file,
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Loads `model_dir` (default: the configured model.dir) and swaps it in.
+    pub async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<Reloaded> {
+        let _one_at_a_time = self.busy.lock().await;
+        let started = Instant::now();
+        let result = self.load(model_dir).await;
+        metrics::record_reload(result.is_ok());
+        let (detector, config) = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "reload failed; the current model keeps serving"
+                );
+                return Err(e);
+            }
+        };
+        let detector = Arc::new(detector);
+        if let Some(old) = self.pipeline.detector() {
+            metrics::set_unloaded(&old);
+        }
+        metrics::set_loaded(&detector, &config);
+        self.pipeline.set_detector(detector.clone());
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            model = %detector.model.name,
+            sha256 = %detector.model.sha256,
+            seconds,
+            "reloaded"
+        );
+        Ok(Reloaded { detector, seconds })
+    }
+
+    async fn load(&self, model_dir: Option<PathBuf>) -> anyhow::Result<(Detector, Config)> {
+        let mut config = Config::load(self.config_file.as_deref())?;
+        if let Some(dir) = model_dir {
+            config.model.dir = dir;
+        }
+        let loading = config.clone();
+        let detector = tokio::task::spawn_blocking(move || Detector::from_config(&loading))
+            .await
+            .context("loading panicked")?
+            .with_context(|| format!("loading {}", config.model.dir.display()))?;
+        Ok((detector, config))
+    }
+}

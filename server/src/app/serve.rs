@@ -1,0 +1,260 @@
+//! `oodgate serve`: listen at once, load the model and index in the background,
+//! report SERVING through gRPC health only when they are loaded, reload on SIGHUP or
+//! the Admin RPC, and shut down gracefully on SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::grpc::{AdminServer, AdminService, DetectorServer, DetectorService};
+use crate::api::http::{self, HttpAuth, HttpState};
+use crate::api::linger::LingeringClose;
+use crate::api::security::{TlsFiles, Token};
+use crate::app::config::Config;
+use crate::app::reload::Reloader;
+use crate::core::detector::Detector;
+use crate::core::pipeline::Pipeline;
+use crate::metrics;
+
+/// The health service name clients check (`grpc.health.v1`), besides "" (the server).
+pub const HEALTH_SERVICE: &str =
+    <DetectorServer<DetectorService> as tonic::server::NamedService>::NAME;
+
+/// `config_file` is read again on reload.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let tls = TlsFiles::load(&config.tls)?;
+    let token = Token::load(&config.auth)?;
+    let guard = |protect: bool| {
+        if protect {
+            token.clone()
+        } else {
+            Token::open()
+        }
+    };
+    let metrics_handle = metrics::install()?;
+    metrics::spawn_upkeep(metrics_handle.clone());
+    let pipeline = Arc::new(Pipeline::new(&config));
+    let reloader = Arc::new(Reloader::new(pipeline.clone(), config_file));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(oodgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
+
+    let addr: SocketAddr = config.server.grpc_addr.parse()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    // Tests and scripts read this line to find the port when grpc_addr asks for port 0.
+    tracing::info!(addr = %local, tls = tls.is_some(), auth = token.enabled(), "gRPC listening");
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.server.max_streams as u32)
+        .layer(tower::util::MapResponseLayer::new(
+            crate::api::grpc::oversized_response,
+        ));
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.grpc()).context("gRPC TLS")?;
+    }
+    let server = builder
+        .add_service(InterceptedService::new(
+            health_service,
+            guard(config.auth.protect_health),
+        ))
+        .add_service(InterceptedService::new(reflection, token.clone()))
+        .add_service(InterceptedService::new(
+            DetectorService::new(pipeline.clone(), &config).into_server(&config),
+            token.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AdminServer::new(AdminService::new(reloader.clone())),
+            token.clone(),
+        ))
+        // Without TCP_NODELAY a unary response's last frame waits for the client's
+        // delayed ACK: measured 44 ms p50 for one image instead of about 2 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|accepted| accepted.map(LingeringClose::new)),
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            },
+        );
+
+    let http_addr: SocketAddr = config.server.http_addr.parse()?;
+    let http_listener = std::net::TcpListener::bind(http_addr)
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
+    http_listener.set_nonblocking(true)?;
+    tracing::info!(addr = %http_listener.local_addr()?, tls = tls.is_some(), "HTTP listening");
+    let app = http::router(HttpState::new(
+        pipeline.clone(),
+        metrics_handle,
+        &config,
+        HttpAuth {
+            api: token.clone(),
+            health: guard(config.auth.protect_health),
+            metrics: guard(config.auth.protect_metrics),
+        },
+    ));
+    let http_handle = axum_server::Handle::new();
+    let http = {
+        let handle = http_handle.clone();
+        let service = app.into_make_service();
+        let tls = tls.as_ref().map(TlsFiles::http).transpose()?;
+        async move {
+            match tls {
+                Some(tls) => {
+                    axum_server::from_tcp_rustls(
+                        http_listener,
+                        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+                    )
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                }
+                None => {
+                    axum_server::from_tcp(http_listener)
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                }
+            }
+        }
+    };
+    // Both servers as one task: either failing ends the service.
+    let mut server = tokio::spawn(async move {
+        let (grpc, http) = tokio::join!(server, http);
+        grpc.context("gRPC server")?;
+        http.context("HTTP server")?;
+        anyhow::Ok(())
+    });
+
+    let mut loading = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || Detector::from_config(&config)
+    });
+    loop {
+        tokio::select! {
+            loaded = &mut loading => {
+                let detector = loaded.context("loading the model panicked")??;
+                log_loaded(&detector);
+                metrics::set_loaded(&detector, &config);
+                pipeline.set_detector(Arc::new(detector));
+                set_health(&health, ServingStatus::Serving).await;
+                tracing::info!("ready");
+                break;
+            }
+            signal = signals.recv() => {
+                if signal == "SIGHUP" {
+                    tracing::info!("SIGHUP while loading: nothing to reload yet");
+                    continue;
+                }
+                tracing::info!(signal, "stopped while loading");
+                return Ok(());
+            }
+            ended = &mut server => {
+                ended??;
+                anyhow::bail!("the servers stopped while the model was loading");
+            }
+        }
+    }
+
+    loop {
+        tokio::select! {
+            signal = signals.recv() => {
+                if signal == "SIGHUP" {
+                    let reloader = reloader.clone();
+                    // Failures are logged and counted; the current model keeps serving.
+                    tokio::spawn(async move { reloader.reload(None).await });
+                    continue;
+                }
+                tracing::info!(signal, "shutting down: no new connections; finishing in-flight requests");
+                break;
+            }
+            ended = &mut server => {
+                ended??;
+                anyhow::bail!("the servers stopped unexpectedly");
+            }
+        }
+    }
+    pipeline.drain();
+    set_health(&health, ServingStatus::NotServing).await;
+    metrics::set_not_ready();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let _ = stop_tx.send(true);
+    http_handle.graceful_shutdown(Some(grace));
+    match tokio::time::timeout(grace, server).await {
+        Ok(ended) => {
+            ended??;
+            tracing::info!("stopped");
+        }
+        Err(_) => tracing::warn!(
+            seconds = grace.as_secs(),
+            "grace period over with streams still open; exiting"
+        ),
+    }
+    Ok(())
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(HEALTH_SERVICE, status).await;
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened for from the start so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+fn log_loaded(detector: &Detector) {
+    let embedder = &detector.embedder;
+    tracing::info!(
+        model = %detector.model.name,
+        sha256 = %detector.model.sha256,
+        layout = embedder.input.layout.as_str(),
+        height = embedder.input.height,
+        width = embedder.input.width,
+        channels = embedder.input.channels,
+        embedding_dim = embedder.embedding_dim,
+        index_size = detector.index.len(),
+        k = detector.index.k(),
+        threshold = detector.default_thresholds.lof,
+        "model and index loaded"
+    );
+}

@@ -1,0 +1,561 @@
+//! The serving core that every RPC (and the HTTP side) goes through:
+//! admission, decoding (off the async runtime unless it is a few raw images),
+//! dynamic batching (model and LOF), thresholds and verdicts in order.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::app::config::Config;
+use crate::core::batcher::{BatchSettings, Batcher};
+use crate::core::detector::{Detector, Judgement, ThresholdSpec};
+use crate::core::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
+use crate::core::worker::off_runtime;
+use crate::metrics;
+use oodgate_lof::Thresholds;
+
+/// One image as a client sent it, already off the wire.
+#[derive(Debug, Clone)]
+pub struct ClientImage {
+    pub id: String,
+    pub data: Option<ImageData>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ImageData {
+    Raw {
+        width: u32,
+        height: u32,
+        channels: u32,
+        pixels: Vec<u8>,
+    },
+    /// PNG or JPEG.
+    Encoded(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectInput {
+    pub images: Vec<ClientImage>,
+    pub threshold: ThresholdSpec,
+    pub source: String,
+    /// Also return the model input each valid image became (the HTTP demo shows it).
+    pub return_inputs: bool,
+}
+
+/// The answer for one request: a verdict per image, in request order.
+pub struct Detection {
+    /// The model and index that judged it (their class names label the verdicts).
+    pub detector: Arc<Detector>,
+    pub verdicts: Vec<ImageVerdict>,
+    /// The request's source, reduced to the bounded set of metric labels.
+    pub source: String,
+    pub timings: Timings,
+    /// With [`DetectInput::return_inputs`]: per image, in request order, the model input
+    /// it became (`detector.embedder.input` floats in [0, 1]), `None` for an image error.
+    pub inputs: Option<Vec<Option<Vec<f32>>>>,
+}
+
+#[derive(Debug)]
+pub struct ImageVerdict {
+    pub id: String,
+    pub outcome: Result<Judgement, ImageError>,
+}
+
+/// Where one request's time went (queue, model run and LOF are shared with the other
+/// requests of its batch).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub preprocess: Duration,
+    pub queue_wait: Duration,
+    pub embed: Duration,
+    pub lof: Duration,
+    /// Images in the model run that embedded this request (0 if none were valid).
+    pub batch_images: usize,
+}
+
+/// Why a whole request was refused. Mapped to gRPC and HTTP codes in one place each.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServeError {
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "server busy: {requested} images asked for, {available} of {capacity} queue slots free; retry later"
+    )]
+    Overloaded {
+        requested: usize,
+        available: usize,
+        capacity: usize,
+    },
+    #[error("the model and index are still loading")]
+    NotReady,
+    #[error("the request took longer than {0:?}")]
+    DeadlineExceeded(Duration),
+    #[error("{open} streams are open, the limit is {max}; retry later")]
+    TooManyStreams { open: usize, max: usize },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct Pipeline {
+    detector: ArcSwapOption<Detector>,
+    batcher: Batcher,
+    /// One permit per image admitted and not yet answered: the queue's bound.
+    admission: Arc<Semaphore>,
+    capacity: usize,
+    max_images: usize,
+    limits: Limits,
+    sources: SourceLabels,
+    timeout: Option<Duration>,
+    /// One permit per open DetectStream.
+    streams: Arc<Semaphore>,
+    /// Set on shutdown.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// How long open streams still read requests after shutdown begins: three quarters
+    /// of the grace period, leaving the rest to answer what was read.
+    read_after_drain: Duration,
+    max_streams: usize,
+}
+
+/// Held while a stream is open.
+pub struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Pipeline {
+    /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
+    pub fn new(config: &Config) -> Self {
+        let batcher = Batcher::spawn(BatchSettings {
+            max_batch_size: config.batching.max_batch_size,
+            max_wait: Duration::from_micros(config.batching.max_wait_micros),
+        });
+        Self {
+            detector: ArcSwapOption::empty(),
+            batcher,
+            admission: Arc::new(Semaphore::new(config.batching.queue_capacity)),
+            capacity: config.batching.queue_capacity,
+            max_images: config.server.max_images_per_request,
+            limits: Limits {
+                max_side: config.server.max_image_side,
+                max_pixels: config.server.max_image_pixels,
+            },
+            sources: SourceLabels::new(&config.server.sources, config.server.max_sources),
+            timeout: (config.server.request_timeout_seconds > 0.0)
+                .then(|| Duration::from_secs_f64(config.server.request_timeout_seconds)),
+            streams: Arc::new(Semaphore::new(config.server.max_streams)),
+            draining: tokio::sync::watch::Sender::new(false),
+            read_after_drain: Duration::from_secs(config.server.shutdown_grace_seconds) * 3 / 4,
+            max_streams: config.server.max_streams,
+        }
+    }
+
+    pub fn set_detector(&self, detector: Arc<Detector>) {
+        self.detector.store(Some(detector));
+    }
+
+    pub fn detector(&self) -> Option<Arc<Detector>> {
+        self.detector.load_full()
+    }
+
+    /// Loaded and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.detector.load().is_some() && !self.is_draining()
+    }
+
+    /// Shutdown has begun: open streams answer what they have read and end.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Resolves when open streams must stop reading: some time into the shutdown, so
+    /// clients that are finishing finish, and those that are not get UNAVAILABLE with
+    /// everything read still answered before the grace period ends.
+    pub fn stop_reading(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut draining = self.draining.subscribe();
+        let window = self.read_after_drain;
+        async move {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(window).await;
+        }
+    }
+
+    /// Requests whose embedding was skipped because the client had gone.
+    pub fn cancelled_jobs(&self) -> usize {
+        self.batcher.cancelled()
+    }
+
+    /// A slot for one more open stream, or RESOURCE_EXHAUSTED past `server.max_streams`.
+    pub fn open_stream(&self) -> Result<StreamSlot, ServeError> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map(StreamSlot)
+            .map_err(|_| ServeError::TooManyStreams {
+                open: self.max_streams - self.streams.available_permits(),
+                max: self.max_streams,
+            })
+    }
+
+    /// Verdicts for one request on the current model.
+    pub async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
+        let detector = self.detector().ok_or(ServeError::NotReady)?;
+        self.detect_on(detector, input).await
+    }
+
+    /// Verdicts for one request on a given model (a stream keeps the one it started
+    /// with across reloads), recorded in the metrics. A request dropped before it
+    /// finishes (its client went away) is counted as cancelled.
+    pub async fn detect_on(
+        &self,
+        detector: Arc<Detector>,
+        input: DetectInput,
+    ) -> Result<Detection, ServeError> {
+        let started = std::time::Instant::now();
+        let unfinished = Unfinished;
+        let result = match self.timeout {
+            Some(limit) => tokio::time::timeout(limit, self.run(detector, input))
+                .await
+                .unwrap_or(Err(ServeError::DeadlineExceeded(limit))),
+            None => self.run(detector, input).await,
+        };
+        std::mem::forget(unfinished);
+        if let Ok(detection) = &result {
+            metrics::record_detection(detection, started.elapsed());
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        detector: Arc<Detector>,
+        input: DetectInput,
+    ) -> Result<Detection, ServeError> {
+        validate(&input, self.max_images)?;
+        let count = input.images.len();
+        let threshold = threshold(&detector, input.threshold)?;
+        let source = self.sources.label(&input.source);
+        let return_inputs = input.return_inputs;
+        let _permit = self.admit(count)?;
+        let ticket = self.batcher.announce(count);
+
+        let spec = detector.embedder.input;
+        let limits = self.limits;
+        let started = std::time::Instant::now();
+        let (ids, prepared, pixels) = if decodes_in_place(&input.images) {
+            decode(input.images, &spec, &limits)
+        } else {
+            off_runtime(move || decode(input.images, &spec, &limits))
+                .await
+                .map_err(|e| ServeError::Internal(e.to_string()))?
+        };
+        let mut timings = Timings {
+            preprocess: started.elapsed(),
+            ..Timings::default()
+        };
+
+        let inputs = return_inputs.then(|| split_inputs(&prepared, &pixels, spec.len()));
+        let valid = prepared.iter().filter(|p| p.is_ok()).count();
+        let mut judged = Vec::new();
+        if valid > 0 {
+            let output = ticket
+                .score(detector.clone(), pixels, valid)
+                .await
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            timings.queue_wait = output.queue_wait;
+            timings.embed = output.embed_time;
+            timings.lof = output.lof_time;
+            timings.batch_images = output.batch_images;
+            judged = output
+                .scored
+                .into_iter()
+                .map(|scored| scored.judge(threshold))
+                .collect();
+        } else {
+            drop(ticket);
+        }
+
+        let mut judged = judged.into_iter();
+        let verdicts = ids
+            .into_iter()
+            .zip(prepared)
+            .map(|(id, prepared)| ImageVerdict {
+                id,
+                outcome: prepared.map(|()| judged.next().expect("one judgement per valid image")),
+            })
+            .collect();
+        Ok(Detection {
+            detector,
+            verdicts,
+            source,
+            timings,
+            inputs,
+        })
+    }
+
+    fn admit(&self, count: usize) -> Result<Admitted, ServeError> {
+        let permit = self
+            .admission
+            .clone()
+            .try_acquire_many_owned(count as u32)
+            .map_err(|_| ServeError::Overloaded {
+                requested: count,
+                available: self.admission.available_permits(),
+                capacity: self.capacity,
+            })?;
+        metrics::queue_changed(count as f64);
+        Ok(Admitted {
+            _permit: permit,
+            images: count,
+        })
+    }
+}
+
+/// Queue slots held by one request until it is answered or dropped.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    images: usize,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        metrics::queue_changed(-(self.images as f64));
+    }
+}
+
+/// Dropped only if the request's future is dropped before it finishes.
+struct Unfinished;
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        metrics::record_cancelled();
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> ServeError {
+    ServeError::InvalidArgument { field, message }
+}
+
+/// The checks that need no model: the batch's size and the threshold's range.
+pub fn validate(input: &DetectInput, max_images: usize) -> Result<(), ServeError> {
+    let count = input.images.len();
+    if count == 0 {
+        return Err(invalid("images", "the batch is empty".into()));
+    }
+    if count > max_images {
+        return Err(invalid(
+            "images",
+            format!("{count} images in one request, the limit is {max_images}"),
+        ));
+    }
+    if let Some((field, value)) = threshold_field(input.threshold)
+        && !(value.is_finite() && value > 0.0 && value <= 0.5)
+    {
+        return Err(invalid(field, format!("must be in (0, 0.5], got {value}")));
+    }
+    Ok(())
+}
+
+fn threshold_field(spec: ThresholdSpec) -> Option<(&'static str, f64)> {
+    match spec {
+        ThresholdSpec::Default => None,
+        ThresholdSpec::Contamination(c) => Some(("threshold.contamination", c)),
+        ThresholdSpec::FalseRejectionRate(r) => Some(("threshold.false_rejection_rate", r)),
+    }
+}
+
+/// The thresholds of a validated spec.
+fn threshold(detector: &Detector, spec: ThresholdSpec) -> Result<Thresholds, ServeError> {
+    match threshold_field(spec) {
+        None => Ok(detector.default_thresholds),
+        Some((field, _)) => detector
+            .threshold(spec)
+            .map_err(|e| invalid(field, e.to_string())),
+    }
+}
+
+/// Raw pixels up to this many bytes in all (about 20 MNIST images) are converted on
+/// the request's own task: microseconds of work, less than a hand-off to the rayon
+/// pool. Encoded images always go to the pool (a small file can decode to many pixels).
+const IN_PLACE_DECODE_BYTES: usize = 16 * 1024;
+
+fn decodes_in_place(images: &[ClientImage]) -> bool {
+    let mut bytes = 0;
+    for image in images {
+        match &image.data {
+            Some(ImageData::Raw { pixels, .. }) => bytes += pixels.len(),
+            Some(ImageData::Encoded(_)) => return false,
+            None => {}
+        }
+    }
+    bytes <= IN_PLACE_DECODE_BYTES
+}
+
+pub type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
+
+/// Each image to the model's input; valid ones packed back to back. The ids, each
+/// image's outcome, and the packed pixels.
+pub fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> Decoded {
+    let mut ids = Vec::with_capacity(images.len());
+    let mut outcomes = Vec::with_capacity(images.len());
+    let mut pixels = Vec::with_capacity(images.len() * spec.len());
+    for image in images {
+        ids.push(image.id);
+        let input = match &image.data {
+            None => Err(ImageError::Missing),
+            Some(ImageData::Raw {
+                width,
+                height,
+                channels,
+                pixels,
+            }) => Ok(ImageInput::Raw {
+                width: *width,
+                height: *height,
+                channels: *channels,
+                pixels,
+            }),
+            Some(ImageData::Encoded(bytes)) => Ok(ImageInput::Encoded(bytes)),
+        };
+        let prepared = input.and_then(|input| prepare(input, spec, limits));
+        outcomes.push(prepared.map(|values| pixels.extend_from_slice(&values)));
+    }
+    (ids, outcomes, pixels)
+}
+
+/// The packed inputs of the valid images, back to one entry per image.
+fn split_inputs(
+    prepared: &[Result<(), ImageError>],
+    pixels: &[f32],
+    len: usize,
+) -> Vec<Option<Vec<f32>>> {
+    let mut chunks = pixels.chunks(len);
+    prepared
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .ok()
+                .and_then(|()| chunks.next().map(<[f32]>::to_vec))
+        })
+        .collect()
+}
+
+/// The request's `source`, reduced to a bounded set of labels so metrics stay small.
+pub struct SourceLabels {
+    allowed: Vec<String>,
+    max: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl SourceLabels {
+    pub const OTHER: &'static str = "other";
+    pub const NONE: &'static str = "none";
+
+    pub fn new(allowed: &[String], max: usize) -> Self {
+        Self {
+            allowed: allowed.to_vec(),
+            max,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn label(&self, source: &str) -> String {
+        if source.is_empty() {
+            return Self::NONE.into();
+        }
+        if !self.allowed.is_empty() {
+            return if self.allowed.iter().any(|a| a == source) {
+                source.into()
+            } else {
+                Self::OTHER.into()
+            };
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(source) {
+            return source.into();
+        }
+        // Labels are client-chosen: keep them short and never let their number grow.
+        if seen.len() < self.max && source.len() <= 64 {
+            seen.insert(source.to_owned());
+            return source.into();
+        }
+        Self::OTHER.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_labels_are_bounded() {
+        let open = SourceLabels::new(&[], 2);
+        assert_eq!(open.label(""), "none");
+        assert_eq!(open.label("a"), "a");
+        assert_eq!(open.label("b"), "b");
+        assert_eq!(open.label("c"), "other");
+        assert_eq!(open.label("a"), "a");
+        assert_eq!(open.label(&"x".repeat(65)), "other");
+
+        let listed = SourceLabels::new(&["mnist".into()], 2);
+        assert_eq!(listed.label("mnist"), "mnist");
+        assert_eq!(listed.label("fashion"), "other");
+    }
+
+    #[test]
+    fn decode_keeps_order_and_reports_bad_images() {
+        let spec = InputSpec {
+            layout: crate::core::preprocess::Layout::Nhwc,
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
+        let raw = |n: usize| ImageData::Raw {
+            width: 28,
+            height: 28,
+            channels: 1,
+            pixels: vec![7; n],
+        };
+        let images = vec![
+            ClientImage {
+                id: "ok1".into(),
+                data: Some(raw(784)),
+            },
+            ClientImage {
+                id: "short".into(),
+                data: Some(raw(100)),
+            },
+            ClientImage {
+                id: "none".into(),
+                data: None,
+            },
+            ClientImage {
+                id: "junk".into(),
+                data: Some(ImageData::Encoded(b"not an image".to_vec())),
+            },
+            ClientImage {
+                id: "ok2".into(),
+                data: Some(raw(784)),
+            },
+        ];
+        let (ids, outcomes, pixels) = decode(images, &spec, &Limits::default());
+        assert_eq!(ids, ["ok1", "short", "none", "junk", "ok2"]);
+        assert!(outcomes[0].is_ok() && outcomes[4].is_ok());
+        assert!(matches!(outcomes[1], Err(ImageError::PixelCount { .. })));
+        assert_eq!(outcomes[2], Err(ImageError::Missing));
+        assert_eq!(outcomes[3], Err(ImageError::UnknownEncoding));
+        assert_eq!(pixels.len(), 2 * 784);
+
+        let inputs = split_inputs(&outcomes, &pixels, 784);
+        assert_eq!(inputs.len(), 5);
+        assert!(inputs[1..4].iter().all(Option::is_none));
+        for i in [0, 4] {
+            assert_eq!(inputs[i].as_deref(), Some(&[7.0f32 / 255.0; 784][..]));
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Prometheus metrics: every name, its help text and its buckets live here.
+//!
+//! The `metrics` facade records; `metrics-exporter-prometheus` renders `GET /metrics`.
+//! The README documents each metric (name, type, labels, meaning).
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::config::Config;
+use crate::core::detector::Detector;
+use crate::core::pipeline::{Detection, Timings};
+
+pub const IMAGES: &str = "oodgate_images_total";
+pub const CLASSIFIED: &str = "oodgate_classified_total";
+pub const REQUESTS: &str = "oodgate_requests_total";
+pub const STREAMS_ACTIVE: &str = "oodgate_streams_active";
+pub const STREAMS: &str = "oodgate_streams_total";
+pub const CANCELLED: &str = "oodgate_cancelled_requests_total";
+pub const IMAGE_SECONDS: &str = "oodgate_image_duration_seconds";
+pub const STAGE_SECONDS: &str = "oodgate_stage_duration_seconds";
+pub const BATCH_IMAGES: &str = "oodgate_batch_images";
+pub const LOF_DECISION: &str = "oodgate_lof_decision";
+pub const QUEUE_IMAGES: &str = "oodgate_queue_images";
+pub const READY: &str = "oodgate_ready";
+pub const MODEL_INFO: &str = "oodgate_model_info";
+pub const UNAUTHENTICATED: &str = "oodgate_unauthenticated_total";
+pub const RELOADS: &str = "oodgate_reloads_total";
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+const DECISION_BUCKETS: &[f64] = &[
+    -10.0, -5.0, -3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Builds the recorder with explicit buckets, installs it process-wide and describes
+/// every metric. Call once; the handle renders the exposition text.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(IMAGE_SECONDS.into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(STAGE_SECONDS.into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_IMAGES.into()), BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(LOF_DECISION.into()), DECISION_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    gauge!(READY).set(0.0);
+    gauge!(STREAMS_ACTIVE).set(0.0);
+    gauge!(QUEUE_IMAGES).set(0.0);
+    counter!(STREAMS).absolute(0);
+    counter!(CANCELLED).absolute(0);
+    counter!(UNAUTHENTICATED).absolute(0);
+    for result in ["ok", "error"] {
+        counter!(RELOADS, "result" => result).absolute(0);
+    }
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        IMAGES,
+        "Images answered, by outcome (classified, rejected, error) and source label."
+    );
+    describe_counter!(
+        CLASSIFIED,
+        "Images classified (accepted), by predicted class."
+    );
+    describe_counter!(
+        REQUESTS,
+        "Requests (each DetectStream message counts once), by method and gRPC status code."
+    );
+    describe_gauge!(STREAMS_ACTIVE, "DetectStream calls open now.");
+    describe_counter!(STREAMS, "DetectStream calls opened.");
+    describe_counter!(
+        CANCELLED,
+        "Requests whose client went away before the answer."
+    );
+    describe_histogram!(
+        IMAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Per image: from the request's arrival to its verdict."
+    );
+    describe_histogram!(
+        STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Per request, by stage: preprocess, queue (wait for the model), embed (model run), lof."
+    );
+    describe_histogram!(
+        BATCH_IMAGES,
+        "Images per ONNX Runtime run (dynamic batching)."
+    );
+    describe_histogram!(
+        LOF_DECISION,
+        "LOF decision value (score - threshold) per judged image; below 0 is a rejection."
+    );
+    describe_gauge!(QUEUE_IMAGES, "Images admitted and not yet answered.");
+    describe_gauge!(READY, "1 when the model and index are loaded.");
+    describe_gauge!(
+        MODEL_INFO,
+        "The served model and index (value 1; the labels carry the information)."
+    );
+}
+
+/// Keeps histograms bounded: the exporter drains them on upkeep.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+fn model_info(detector: &Detector) -> metrics::Gauge {
+    let search = match detector.search {
+        oodgate_lof::index::SearchMode::Exact => "exact",
+        oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw",
+    };
+    gauge!(
+        MODEL_INFO,
+        "model" => detector.model.name.clone(),
+        "sha256" => detector.model.sha256.clone(),
+        "index_size" => detector.index.len().to_string(),
+        "k" => detector.index.k().to_string(),
+        "contamination" => detector.default_contamination.to_string(),
+        "search" => search,
+    )
+}
+
+/// After a reload: the old model's info series drops to 0.
+pub fn set_unloaded(detector: &Detector) {
+    model_info(detector).set(0.0);
+}
+
+pub fn record_reload(ok: bool) {
+    counter!(RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+pub fn record_unauthenticated() {
+    counter!(UNAUTHENTICATED).increment(1);
+}
+
+pub fn set_loaded(detector: &Detector, config: &Config) {
+    model_info(detector).set(1.0);
+    // Series that exist from the first scrape make rate() exact from the start.
+    let mut sources = config.server.sources.clone();
+    if !sources.is_empty() {
+        sources.push(crate::core::pipeline::SourceLabels::OTHER.into());
+    }
+    sources.push(crate::core::pipeline::SourceLabels::NONE.into());
+    for source in sources {
+        for outcome in ["classified", "rejected", "error"] {
+            counter!(IMAGES, "outcome" => outcome, "source" => source.clone()).absolute(0);
+        }
+    }
+    for class in &detector.model.classes {
+        counter!(CLASSIFIED, "class" => class.clone()).absolute(0);
+    }
+    // Registering a histogram renders its buckets at zero, so the latency panels'
+    // rate() has two samples from the first request on, not from the second scrape after it.
+    let _ = histogram!(IMAGE_SECONDS);
+    let _ = histogram!(BATCH_IMAGES);
+    let _ = histogram!(LOF_DECISION);
+    for stage in STAGES {
+        let _ = histogram!(STAGE_SECONDS, "stage" => stage);
+    }
+    gauge!(READY).set(1.0);
+}
+
+pub fn set_not_ready() {
+    gauge!(READY).set(0.0);
+}
+
+/// One answered request: images by outcome, classes, LOF decisions, stage times.
+pub fn record_detection(detection: &Detection, elapsed: Duration) {
+    let source = detection.source.clone();
+    let (mut classified, mut rejected, mut errors) = (0u64, 0u64, 0u64);
+    let decisions = histogram!(LOF_DECISION);
+    for verdict in &detection.verdicts {
+        match &verdict.outcome {
+            Ok(judgement) => {
+                decisions.record(judgement.decision);
+                if judgement.rejected() {
+                    rejected += 1;
+                } else {
+                    classified += 1;
+                    let class = detection
+                        .detector
+                        .model
+                        .classes
+                        .get(judgement.class)
+                        .cloned()
+                        .unwrap_or_else(|| judgement.class.to_string());
+                    counter!(CLASSIFIED, "class" => class).increment(1);
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    for (outcome, count) in [
+        ("classified", classified),
+        ("rejected", rejected),
+        ("error", errors),
+    ] {
+        if count > 0 {
+            counter!(IMAGES, "outcome" => outcome, "source" => source.clone()).increment(count);
+        }
+    }
+    histogram!(IMAGE_SECONDS).record_many(elapsed.as_secs_f64(), detection.verdicts.len());
+    record_stages(&detection.timings);
+}
+
+/// The values of `STAGE_SECONDS`'s "stage" label.
+const STAGES: [&str; 4] = ["preprocess", "queue", "embed", "lof"];
+
+fn record_stages(t: &Timings) {
+    histogram!(STAGE_SECONDS, "stage" => "preprocess").record(t.preprocess.as_secs_f64());
+    if t.batch_images > 0 {
+        histogram!(STAGE_SECONDS, "stage" => "queue").record(t.queue_wait.as_secs_f64());
+        histogram!(STAGE_SECONDS, "stage" => "embed").record(t.embed.as_secs_f64());
+        histogram!(STAGE_SECONDS, "stage" => "lof").record(t.lof.as_secs_f64());
+    }
+}
+
+pub fn record_request(method: &'static str, code: tonic::Code) {
+    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+}
+
+pub fn record_batch(images: usize) {
+    histogram!(BATCH_IMAGES).record(images as f64);
+}
+
+pub fn record_cancelled() {
+    counter!(CANCELLED).increment(1);
+}
+
+pub fn queue_changed(delta: f64) {
+    gauge!(QUEUE_IMAGES).increment(delta);
+}
+
+/// Counts an open stream while alive.
+pub struct OpenStream;
+
+impl OpenStream {
+    pub fn new() -> Self {
+        counter!(STREAMS).increment(1);
+        gauge!(STREAMS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Default for OpenStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        gauge!(STREAMS_ACTIVE).decrement(1.0);
+    }
+}
+
+/// gRPC's canonical names (as grpc-go and Envoy label them).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
