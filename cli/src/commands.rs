@@ -11,7 +11,7 @@ use oodgate_server::core::embed::Embedder;
 use oodgate_server::core::model::ModelFiles;
 use oodgate_server::core::runtime;
 
-pub fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let model = ModelFiles::load(&config.model.dir)?;
@@ -41,7 +41,7 @@ pub fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn eval(
+pub(crate) fn eval(
     config: &Config,
     models: Vec<PathBuf>,
     k: usize,
@@ -74,7 +74,7 @@ pub fn eval(
 }
 
 /// `oodgate data synth`: a synthetic set as IDX files (and a contact sheet).
-pub fn synth(
+pub(crate) fn synth(
     name: &str,
     out: &Path,
     seed: Option<u64>,
@@ -111,7 +111,10 @@ pub fn synth(
     Ok(())
 }
 
-pub fn report(config: &Config, options: oodgate_lab::report::ReportOptions) -> anyhow::Result<()> {
+pub(crate) fn report(
+    config: &Config,
+    options: oodgate_lab::report::ReportOptions,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     for figure in oodgate_lab::report::run(env, &options)? {

@@ -503,7 +503,7 @@ pub fn run(
 
     // ---- 1b. LOF alone, on the same images' embeddings --------------------------------
     log.stage("LOF alone");
-    let ort_queries = queries.slice(ndarray::s![..ort_n, ..]);
+    let ort_queries = queries.slice_axis(ndarray::Axis(0), ndarray::Slice::from(..ort_n));
     let mut lof_alone = Vec::new();
     for mode in [detector.search, alternative] {
         let mut chunk_sizes = vec![1, STREAM_BATCH, best_batch, config.batching.max_batch_size];
@@ -517,7 +517,7 @@ pub fn run(
             };
             let started = Instant::now();
             for chunk in ort_queries
-                .slice(ndarray::s![..n, ..])
+                .slice_axis(ndarray::Axis(0), ndarray::Slice::from(..n))
                 .axis_chunks_iter(ndarray::Axis(0), chunk_size)
             {
                 detector.index.query(chunk, mode)?;

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView2, Axis, s};
+use ndarray::{Array2, ArrayView2, Axis, Slice};
 use oodgate_lof::{HnswParams, LofIndex, QueryResult, SearchMode, TrainingNeighbours};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Largest training set built with the exact all-pairs neighbour pass (its cost grows
 /// with n squared: minutes at 240,000 on 2 cores, hours at 1,000,000).
-pub const EXACT_BUILD_MAX: usize = 240_000;
+pub(crate) const EXACT_BUILD_MAX: usize = 240_000;
 /// HNSW widths measured at every size.
 const EFS: [usize; 4] = [24, 32, 64, 128];
 /// Each search mode's time is the best of this many runs: one HNSW run over the
@@ -38,7 +38,7 @@ const NEAR: f64 = 0.05;
 
 /// Training sets of `sizes` built from `real` (n x d embeddings, labels), each queried
 /// with `queries`; verdicts at `contamination`.
-pub fn run(
+pub(crate) fn run(
     real: ArrayView2<'_, f32>,
     labels: &[u8],
     queries: ArrayView2<'_, f32>,
@@ -92,7 +92,10 @@ pub fn run(
 fn training_set(real: ArrayView2<'_, f32>, labels: &[u8], n: usize) -> (Array2<f32>, Vec<u8>) {
     let have = real.nrows();
     if n <= have {
-        return (real.slice(s![..n, ..]).to_owned(), labels[..n].to_vec());
+        return (
+            real.slice_axis(Axis(0), Slice::from(..n)).to_owned(),
+            labels[..n].to_vec(),
+        );
     }
     let dim = real.ncols();
     let radius = real
@@ -103,7 +106,8 @@ fn training_set(real: ArrayView2<'_, f32>, labels: &[u8], n: usize) -> (Array2<f
     let sigma = JITTER * radius / (dim as f64).sqrt();
     let mut rng = StdRng::seed_from_u64(6);
     let mut data = Array2::<f32>::zeros((n, dim));
-    data.slice_mut(s![..have, ..]).assign(&real);
+    data.slice_axis_mut(Axis(0), Slice::from(..have))
+        .assign(&real);
     let mut out_labels = labels.to_vec();
     for i in have..n {
         let source = real.row(i % have);
