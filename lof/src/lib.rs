@@ -35,7 +35,7 @@ pub use index::{
 pub use neighbours::NeighbourLists;
 pub use score::{
     Decision, FusedDecision, Thresholds, TrainingDistribution, Verdict, decide, decide_fused,
-    training_tail,
+    percentile_linear, training_tail,
 };
 
 /// The ndarray version this crate's API uses (re-exported so callers match it).
