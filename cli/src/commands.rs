@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use oodgate_lab::eval::{self, EvalOptions};
 use oodgate_server::app::config::Config;
-use oodgate_server::core::detector;
+use oodgate_server::app::load;
 use oodgate_server::core::embed::Embedder;
 use oodgate_server::core::model::ModelFiles;
 use oodgate_server::core::runtime;
@@ -15,9 +15,9 @@ pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Resu
     let started = Instant::now();
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let model = ModelFiles::load(&config.model.dir)?;
-    let embedder = Embedder::load(env, &model.onnx_path, detector::session_options(config))?;
-    let index = detector::build_index(&embedder, config, true)?;
-    let path = out.unwrap_or_else(|| detector::index_path(config, &model));
+    let embedder = Embedder::load(env, &model.onnx_path, load::session_options(config))?;
+    let index = load::build_index(&embedder, config, true)?;
+    let path = out.unwrap_or_else(|| load::index_path(config, &model));
     index
         .save(&path, &model.sha256)
         .with_context(|| format!("writing {}", path.display()))?;

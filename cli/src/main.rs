@@ -152,8 +152,34 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// `oodgate serve`: binds the configured addresses, turns SIGHUP into a reload and
+/// SIGINT or SIGTERM into a shutdown, and runs the service until it ends.
 fn serve(config: &Config, file: Option<PathBuf>) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(oodgate_server::app::serve::run(config.clone(), file))
+    use oodgate_server::app::serve::{self, Listeners, Signal};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    tokio::runtime::Runtime::new()?.block_on(async {
+        // Listened for before anything else, so no signal is missed.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let listeners = Listeners::bind(config).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let (name, sent) = tokio::select! {
+                    _ = term.recv() => ("SIGTERM", Signal::Shutdown),
+                    _ = int.recv() => ("SIGINT", Signal::Shutdown),
+                    _ = hup.recv() => ("SIGHUP", Signal::Reload),
+                };
+                tracing::info!(signal = name, "signal received");
+                if tx.send(sent).await.is_err() {
+                    return;
+                }
+            }
+        });
+        serve::run(config.clone(), file, listeners, rx).await
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

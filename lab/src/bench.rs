@@ -397,7 +397,7 @@ pub fn run(
     let mut r = serde_json::Map::new();
     let date = shell("date -u '+%Y-%m-%d %H:%M UTC'");
     log.stage("load model and index");
-    let detector = Detector::from_config(config)?;
+    let detector = oodgate_server::app::load::detector(config)?;
     let dim = detector.embedder.embedding_dim;
     // The search mode the report compares with the configured one.
     let (alternative, alternative_name) = match detector.search {
@@ -546,7 +546,9 @@ pub fn run(
         .collect();
     let single_one = |i: usize| -> anyhow::Result<()> {
         let embedded = detector.embed(&pixels[i * per..(i + 1) * per], 1)?;
-        detector.judge(&embedded, detector.default_thresholds)?;
+        for scored in detector.score(&embedded)? {
+            scored.judge(detector.default_thresholds);
+        }
         Ok(())
     };
     for &i in picks.iter().take(10) {
@@ -1216,7 +1218,7 @@ pub fn markdown(r: &Value) -> String {
         )
     };
     s += &lat_row(
-        "in-process, one image: `Detector::embed` + `judge`, each next to the unary call for the same image, alternately before and after (the ratio's denominator)",
+        "in-process, one image: `Detector::embed` + `score` + `judge`, each next to the unary call for the same image, alternately before and after (the ratio's denominator)",
         local,
     );
     s += &lat_row(

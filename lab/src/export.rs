@@ -7,7 +7,6 @@ use anyhow::Context;
 use ndarray::Array2;
 use oodgate_datasets::{DataDir, Split};
 use oodgate_server::app::config::Config;
-use oodgate_server::core::detector::Detector;
 use oodgate_server::core::embed::embed_dataset;
 
 fn write_npy(path: &Path, rows: usize, cols: usize, data: Vec<f32>) -> anyhow::Result<()> {
@@ -26,7 +25,7 @@ fn write_npy(path: &Path, rows: usize, cols: usize, data: Vec<f32>) -> anyhow::R
 /// Fashion-MNIST and CIFAR-10 test embeddings, in that order) plus `queries.json`.
 pub fn run(config: &Config, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let detector = Detector::from_config(config)?;
+    let detector = oodgate_server::app::load::detector(config)?;
     let index = &detector.index;
     write_npy(
         &out.join("train.npy"),

@@ -2,15 +2,15 @@
 //!
 //! The `metrics` facade records; `metrics-exporter-prometheus` renders `GET /metrics`.
 //! The README documents each metric (name, type, labels, meaning).
+//!
+//! A leaf: it imports nothing from the rest of the crate, and the layers report to it in
+//! plain values, so it never ties them together.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::app::config::Config;
-use crate::core::detector::Detector;
-use crate::core::pipeline::{Detection, Timings};
 
 pub const IMAGES: &str = "oodgate_images_total";
 pub const CLASSIFIED: &str = "oodgate_classified_total";
@@ -38,9 +38,15 @@ const DECISION_BUCKETS: &[f64] = &[
     -10.0, -5.0, -3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0,
 ];
 
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
 /// Builds the recorder with explicit buckets, installs it process-wide and describes
-/// every metric. Call once; the handle renders the exposition text.
+/// every metric; the handle renders the exposition text. The recorder is the process's:
+/// a second server in the same process (a test) shares it, and gets the same handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(IMAGE_SECONDS.into()), SECONDS_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(STAGE_SECONDS.into()), SECONDS_BUCKETS)?
@@ -57,7 +63,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for result in ["ok", "error"] {
         counter!(RELOADS, "result" => result).absolute(0);
     }
-    Ok(handle)
+    Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
 fn describe() {
@@ -116,25 +122,33 @@ pub fn spawn_upkeep(handle: PrometheusHandle) {
     });
 }
 
-fn model_info(detector: &Detector) -> metrics::Gauge {
-    let search = match detector.search {
-        oodgate_lof::index::SearchMode::Exact => "exact",
-        oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw",
-    };
+/// The labels of `oodgate_model_info`: which model and index serve.
+#[derive(Debug, Clone)]
+pub struct ModelLabels {
+    pub model: String,
+    pub sha256: String,
+    pub index_size: usize,
+    pub k: usize,
+    pub contamination: f64,
+    /// "exact" or "hnsw".
+    pub search: &'static str,
+}
+
+fn model_info(labels: &ModelLabels) -> metrics::Gauge {
     gauge!(
         MODEL_INFO,
-        "model" => detector.model.name.clone(),
-        "sha256" => detector.model.sha256.clone(),
-        "index_size" => detector.index.len().to_string(),
-        "k" => detector.index.k().to_string(),
-        "contamination" => detector.default_contamination.to_string(),
-        "search" => search,
+        "model" => labels.model.clone(),
+        "sha256" => labels.sha256.clone(),
+        "index_size" => labels.index_size.to_string(),
+        "k" => labels.k.to_string(),
+        "contamination" => labels.contamination.to_string(),
+        "search" => labels.search,
     )
 }
 
 /// After a reload: the old model's info series drops to 0.
-pub fn set_unloaded(detector: &Detector) {
-    model_info(detector).set(0.0);
+pub fn set_unloaded(labels: &ModelLabels) {
+    model_info(labels).set(0.0);
 }
 
 pub fn record_reload(ok: bool) {
@@ -145,20 +159,17 @@ pub fn record_unauthenticated() {
     counter!(UNAUTHENTICATED).increment(1);
 }
 
-pub fn set_loaded(detector: &Detector, config: &Config) {
-    model_info(detector).set(1.0);
+/// A model is serving: its info series, and every series it can move at zero.
+/// `sources` are the source labels known in advance (see the pipeline's `SourceLabels`).
+pub fn set_loaded(labels: &ModelLabels, classes: &[String], sources: &[String]) {
+    model_info(labels).set(1.0);
     // Series that exist from the first scrape make rate() exact from the start.
-    let mut sources = config.server.sources.clone();
-    if !sources.is_empty() {
-        sources.push(crate::core::pipeline::SourceLabels::OTHER.into());
-    }
-    sources.push(crate::core::pipeline::SourceLabels::NONE.into());
     for source in sources {
         for outcome in ["classified", "rejected", "error"] {
             counter!(IMAGES, "outcome" => outcome, "source" => source.clone()).absolute(0);
         }
     }
-    for class in &detector.model.classes {
+    for class in classes {
         counter!(CLASSIFIED, "class" => class.clone()).absolute(0);
     }
     // Registering a histogram renders its buckets at zero, so the latency panels'
@@ -176,30 +187,56 @@ pub fn set_not_ready() {
     gauge!(READY).set(0.0);
 }
 
+/// What became of one judged image.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageOutcome<'a> {
+    /// Accepted as `class`; `decision` is LOF's score - threshold.
+    Classified {
+        class: &'a str,
+        decision: f64,
+    },
+    Rejected {
+        decision: f64,
+    },
+    Error,
+}
+
+/// Where one request's time went; the last three are shared with its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    pub preprocess: Duration,
+    /// None when no image of the request reached the model.
+    pub batched: Option<BatchStages>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchStages {
+    pub queue: Duration,
+    pub embed: Duration,
+    pub lof: Duration,
+}
+
 /// One answered request: images by outcome, classes, LOF decisions, stage times.
-pub fn record_detection(detection: &Detection, elapsed: Duration) {
-    let source = detection.source.clone();
+pub fn record_detection<'a>(
+    source: &str,
+    outcomes: impl IntoIterator<Item = ImageOutcome<'a>>,
+    elapsed: Duration,
+    stages: Stages,
+) {
     let (mut classified, mut rejected, mut errors) = (0u64, 0u64, 0u64);
     let decisions = histogram!(LOF_DECISION);
-    for verdict in &detection.verdicts {
-        match &verdict.outcome {
-            Ok(judgement) => {
-                decisions.record(judgement.decision);
-                if judgement.rejected() {
-                    rejected += 1;
-                } else {
-                    classified += 1;
-                    let class = detection
-                        .detector
-                        .model
-                        .classes
-                        .get(judgement.class)
-                        .cloned()
-                        .unwrap_or_else(|| judgement.class.to_string());
-                    counter!(CLASSIFIED, "class" => class).increment(1);
-                }
+    for outcome in outcomes {
+        match outcome {
+            ImageOutcome::Classified { class, decision } => {
+                decisions.record(decision);
+                classified += 1;
+                counter!(CLASSIFIED, "class" => class.to_owned()).increment(1);
             }
-            Err(_) => errors += 1,
+            ImageOutcome::Rejected { decision } => {
+                decisions.record(decision);
+                rejected += 1;
+            }
+            ImageOutcome::Error => errors += 1,
         }
     }
     for (outcome, count) in [
@@ -208,27 +245,30 @@ pub fn record_detection(detection: &Detection, elapsed: Duration) {
         ("error", errors),
     ] {
         if count > 0 {
-            counter!(IMAGES, "outcome" => outcome, "source" => source.clone()).increment(count);
+            counter!(IMAGES, "outcome" => outcome, "source" => source.to_owned()).increment(count);
         }
     }
-    histogram!(IMAGE_SECONDS).record_many(elapsed.as_secs_f64(), detection.verdicts.len());
-    record_stages(&detection.timings);
+    let images = (classified + rejected + errors) as usize;
+    histogram!(IMAGE_SECONDS).record_many(elapsed.as_secs_f64(), images);
+    record_stages(&stages);
 }
 
 /// The values of `STAGE_SECONDS`'s "stage" label.
 const STAGES: [&str; 4] = ["preprocess", "queue", "embed", "lof"];
 
-fn record_stages(t: &Timings) {
-    histogram!(STAGE_SECONDS, "stage" => "preprocess").record(t.preprocess.as_secs_f64());
-    if t.batch_images > 0 {
-        histogram!(STAGE_SECONDS, "stage" => "queue").record(t.queue_wait.as_secs_f64());
-        histogram!(STAGE_SECONDS, "stage" => "embed").record(t.embed.as_secs_f64());
-        histogram!(STAGE_SECONDS, "stage" => "lof").record(t.lof.as_secs_f64());
+fn record_stages(stages: &Stages) {
+    histogram!(STAGE_SECONDS, "stage" => "preprocess").record(stages.preprocess.as_secs_f64());
+    if let Some(batch) = stages.batched {
+        histogram!(STAGE_SECONDS, "stage" => "queue").record(batch.queue.as_secs_f64());
+        histogram!(STAGE_SECONDS, "stage" => "embed").record(batch.embed.as_secs_f64());
+        histogram!(STAGE_SECONDS, "stage" => "lof").record(batch.lof.as_secs_f64());
     }
 }
 
-pub fn record_request(method: &'static str, code: tonic::Code) {
-    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+/// One answered call; `code` is the gRPC status name ("OK", "INVALID_ARGUMENT", ...),
+/// which HTTP answers are counted as too.
+pub fn record_request(method: &'static str, code: &'static str) {
+    counter!(REQUESTS, "method" => method, "code" => code).increment(1);
 }
 
 pub fn record_batch(images: usize) {
@@ -263,29 +303,5 @@ impl Default for OpenStream {
 impl Drop for OpenStream {
     fn drop(&mut self) {
         gauge!(STREAMS_ACTIVE).decrement(1.0);
-    }
-}
-
-/// gRPC's canonical names (as grpc-go and Envoy label them).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -156,7 +156,7 @@ pub fn ensure_index() {
         let model =
             oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
                 .expect("the default model");
-        let path = workspace().join(oodgate_server::core::detector::index_path(&config, &model));
+        let path = workspace().join(oodgate_server::app::load::index_path(&config, &model));
         if !path.is_file() {
             run(Command::new(binary("oodgate"))
                 .current_dir(workspace())

@@ -12,7 +12,7 @@ use ndarray_npy::ReadNpyExt;
 use oodgate_e2e::{binary, python, run, workspace};
 use oodgate_lof::index::{LofIndex, SearchMode};
 use oodgate_server::app::config::Config;
-use oodgate_server::core::detector::index_path;
+use oodgate_server::app::load::index_path;
 use oodgate_server::core::model::ModelFiles;
 
 fn read<T: ReadNpyExt>(path: &std::path::Path) -> T {

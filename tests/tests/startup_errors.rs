@@ -24,7 +24,7 @@ fn default_index() -> PathBuf {
     let config = oodgate_server::app::config::Config::default();
     let model = oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
         .unwrap();
-    workspace().join(oodgate_server::core::detector::index_path(&config, &model))
+    workspace().join(oodgate_server::app::load::index_path(&config, &model))
 }
 
 /// What one failing start showed: the error line, whether the ports were bound first,

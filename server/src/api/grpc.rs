@@ -2,6 +2,7 @@
 //!
 //! Every refusal becomes a gRPC status in [`status`], the one place that maps them.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +15,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::app::config::Config;
-use crate::app::reload::Reloader;
 use crate::core::detector::{Detector, ThresholdSpec};
 use crate::core::pipeline::{
-    ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError, StreamSlot,
+    ClientImage, DetectInput, Field, ImageData, Pipeline, ServeError, StreamSlot,
 };
+use crate::core::view::{self, Answer, Evidence, ModelView, VerdictView};
 use crate::metrics;
 
 pub use oodgate_proto::v1::admin_server::AdminServer;
@@ -33,19 +33,20 @@ pub struct DetectorService {
 }
 
 impl DetectorService {
-    pub fn new(pipeline: Arc<Pipeline>, config: &Config) -> Self {
+    /// `depth`: requests of one stream in flight at once.
+    pub fn new(pipeline: Arc<Pipeline>, depth: usize) -> Self {
         Self {
             pipeline,
-            depth: config.server.stream_pipeline_depth,
+            depth,
             next_stream: AtomicU64::new(1),
         }
     }
 
-    /// The tonic server for this service, with the configured message size limit.
-    pub fn into_server(self, config: &Config) -> DetectorServer<Self> {
+    /// The tonic server for this service, with the message size limit.
+    pub fn into_server(self, max_message_bytes: usize) -> DetectorServer<Self> {
         DetectorServer::new(self)
-            .max_decoding_message_size(config.server.max_message_bytes)
-            .max_encoding_message_size(config.server.max_message_bytes)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 
@@ -69,7 +70,7 @@ impl DetectorRpc for DetectorService {
             Ok(opened) => opened,
             Err(e) => {
                 let status = status(&e);
-                metrics::record_request("DetectStream", status.code());
+                metrics::record_request("DetectStream", code_name(status.code()));
                 return Err(status);
             }
         };
@@ -113,7 +114,7 @@ impl DetectorRpc for DetectorService {
         let answer = self
             .pipeline
             .detector()
-            .map(|detector| model_info(&detector))
+            .map(|detector| model_info(ModelView::of(&detector)))
             .ok_or_else(|| status(&ServeError::NotReady));
         metrics::record_request("GetModelInfo", code(&answer));
         answer.map(Response::new)
@@ -151,7 +152,7 @@ async fn relay(
         })
         .buffered(depth);
     let (mut requests, mut images) = (0u64, 0u64);
-    let mut end = "client finished";
+    let mut end = StreamEnd::ClientFinished;
     while let Some(answer) = answers.next().await {
         let failed = answer.as_ref().err().map(|s| s.code());
         metrics::record_request("DetectStream", code(&answer));
@@ -161,24 +162,46 @@ async fn relay(
         }
         if tx.send(answer).await.is_err() {
             // In-flight requests are dropped with `answers`; the batcher skips them.
-            end = "client went away";
+            end = StreamEnd::ClientGone;
             break;
         }
         if let Some(code) = failed {
             tracing::debug!(?code, "stream ended by an error");
-            end = "error";
+            end = StreamEnd::Refused;
             break;
         }
     }
-    if end == "client finished" && cut.load(Ordering::Relaxed) {
-        end = "server shutting down";
+    if end == StreamEnd::ClientFinished && cut.load(Ordering::Relaxed) {
+        end = StreamEnd::ShuttingDown;
         let _ = tx
             .send(Err(Status::unavailable(
                 "the server is shutting down: requests after the last answer were not read; send them again",
             )))
             .await;
     }
-    tracing::info!(requests, images, end, "stream closed");
+    tracing::info!(requests, images, end = end.as_str(), "stream closed");
+}
+
+/// Why a stream ended, as its closing log line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    ClientFinished,
+    ClientGone,
+    /// A request was refused: its status ended the stream.
+    Refused,
+    /// Shutdown stopped reading; the client was told to resend the rest.
+    ShuttingDown,
+}
+
+impl StreamEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientFinished => "client finished",
+            Self::ClientGone => "client went away",
+            Self::Refused => "error",
+            Self::ShuttingDown => "server shutting down",
+        }
+    }
 }
 
 async fn detect(
@@ -190,7 +213,9 @@ async fn detect(
         .detect_on(detector, detect_input(request))
         .await
         .map_err(|e| status(&e))?;
-    Ok(detect_response(detection))
+    Ok(v1::DetectResponse {
+        verdicts: view::verdicts(detection).into_iter().map(verdict).collect(),
+    })
 }
 
 /// tonic refuses a message over the size limit with OUT_OF_RANGE; gRPC's convention
@@ -222,17 +247,21 @@ pub fn oversized_response(
     response
 }
 
-fn code<T>(answer: &Result<T, Status>) -> tonic::Code {
-    answer
-        .as_ref()
-        .map_or_else(Status::code, |_| tonic::Code::Ok)
+fn code<T>(answer: &Result<T, Status>) -> &'static str {
+    code_name(
+        answer
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok),
+    )
 }
 
 /// The one mapping from refusals to gRPC status codes.
 pub fn status(error: &ServeError) -> Status {
     let message = error.to_string();
     match error {
-        ServeError::InvalidArgument { .. } => Status::invalid_argument(message),
+        ServeError::InvalidArgument { field, message } => {
+            Status::invalid_argument(format!("{}: {message}", proto_field(*field)))
+        }
         ServeError::Overloaded { .. } => Status::resource_exhausted(message),
         ServeError::NotReady => Status::unavailable(message),
         ServeError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
@@ -241,6 +270,15 @@ pub fn status(error: &ServeError) -> Status {
             tracing::error!(%message, "request failed");
             Status::internal(message)
         }
+    }
+}
+
+/// A request field as the proto names it.
+fn proto_field(field: Field) -> &'static str {
+    match field {
+        Field::Images => "images",
+        Field::Contamination => "threshold.contamination",
+        Field::FalseRejectionRate => "threshold.false_rejection_rate",
     }
 }
 
@@ -274,107 +312,103 @@ pub fn detect_input(request: v1::DetectRequest) -> DetectInput {
         images,
         threshold,
         source: request.source,
-        return_inputs: false,
     }
 }
 
-fn detect_response(detection: Detection) -> v1::DetectResponse {
+fn verdict(verdict: VerdictView) -> v1::Verdict {
     use v1::verdict::Outcome;
 
-    let classes = &detection.detector.model.classes;
-    let name = |class: usize| classes.get(class).cloned().unwrap_or_default();
-    let verdicts = detection
-        .verdicts
-        .into_iter()
-        .map(|verdict| {
-            let judgement = match verdict.outcome {
-                Ok(judgement) => judgement,
-                Err(error) => {
-                    return v1::Verdict {
-                        id: verdict.id,
-                        outcome: Some(Outcome::Error(v1::ImageError {
-                            message: error.to_string(),
-                        })),
-                        ..Default::default()
-                    };
-                }
-            };
-            let class = v1::Classification {
-                class_index: judgement.class as u32,
-                class_name: name(judgement.class),
-                probability: judgement.probability,
-            };
-            let outcome = if judgement.rejected() {
-                Outcome::Reject(v1::Rejection {
-                    neighbours: judgement
-                        .neighbours
-                        .iter()
-                        .map(|n| v1::Neighbour {
-                            training_id: n.id,
-                            label: u32::from(n.label),
-                            label_name: name(usize::from(n.label)),
-                            distance: n.distance as f32,
-                        })
-                        .collect(),
-                    would_classify_as: Some(class),
-                })
-            } else {
-                Outcome::Classify(class)
-            };
-            v1::Verdict {
+    let (rejected, evidence) = match verdict.answer {
+        Answer::Classify(evidence) => (false, evidence),
+        Answer::Reject(evidence) => (true, evidence),
+        Answer::Error { error } => {
+            return v1::Verdict {
                 id: verdict.id,
-                outcome: Some(outcome),
-                lof: Some(v1::LofEvidence {
-                    score: judgement.score,
-                    threshold: judgement.threshold,
-                    decision: judgement.decision,
-                }),
-                distance: judgement
-                    .distance_threshold
-                    .zip(judgement.distance_decision)
-                    .map(|(threshold, decision)| v1::DistanceEvidence {
-                        kth_distance: judgement.kth_distance,
-                        threshold,
-                        decision,
-                    }),
-                training_tail: judgement.training_tail,
-            }
+                outcome: Some(Outcome::Error(v1::ImageError { message: error })),
+                ..Default::default()
+            };
+        }
+    };
+    let Evidence {
+        class,
+        lof,
+        neighbours,
+        distance,
+        training_tail,
+    } = evidence;
+    let class = v1::Classification {
+        class_index: class.class_index,
+        class_name: class.class_name,
+        probability: class.probability,
+    };
+    let outcome = if rejected {
+        Outcome::Reject(v1::Rejection {
+            neighbours: neighbours
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| v1::Neighbour {
+                    training_id: n.training_id,
+                    label: n.label,
+                    label_name: n.label_name,
+                    distance: n.distance as f32,
+                })
+                .collect(),
+            would_classify_as: Some(class),
         })
-        .collect();
-    v1::DetectResponse { verdicts }
+    } else {
+        Outcome::Classify(class)
+    };
+    v1::Verdict {
+        id: verdict.id,
+        outcome: Some(outcome),
+        lof: Some(v1::LofEvidence {
+            score: lof.score,
+            threshold: lof.threshold,
+            decision: lof.decision,
+        }),
+        distance: distance.map(|d| v1::DistanceEvidence {
+            kth_distance: d.kth_distance,
+            threshold: d.threshold,
+            decision: d.decision,
+        }),
+        training_tail,
+    }
 }
 
-pub fn model_info(detector: &Detector) -> v1::ModelInfo {
-    let input = detector.embedder.input;
+pub fn model_info(view: ModelView) -> v1::ModelInfo {
     v1::ModelInfo {
-        model_name: detector.model.name.clone(),
-        model_sha256: detector.model.sha256.clone(),
-        input_layout: input.layout.as_str().into(),
-        input_height: input.height,
-        input_width: input.width,
-        input_channels: input.channels,
-        classes: detector.model.classes.clone(),
-        embedding_dim: detector.embedder.embedding_dim as u32,
-        k: detector.index.k() as u32,
-        index_size: detector.index.len() as u64,
-        default_contamination: detector.default_contamination,
-        default_threshold: detector.default_thresholds.lof,
-        distance_check: detector.distance_check,
-        default_distance_threshold: detector.default_thresholds.distance.unwrap_or(0.0),
-        search_mode: match detector.search {
-            oodgate_lof::index::SearchMode::Exact => "exact".into(),
-            oodgate_lof::index::SearchMode::Hnsw { .. } => "hnsw".into(),
-        },
+        model_name: view.model_name,
+        model_sha256: view.model_sha256,
+        input_layout: view.input_layout.into(),
+        input_height: view.input_height,
+        input_width: view.input_width,
+        input_channels: view.input_channels,
+        classes: view.classes,
+        embedding_dim: view.embedding_dim,
+        k: view.k,
+        index_size: view.index_size,
+        default_contamination: view.default_contamination,
+        default_threshold: view.default_threshold,
+        distance_check: view.distance_check,
+        default_distance_threshold: view.default_distance_threshold,
+        search_mode: view.search_mode.into(),
     }
+}
+
+/// What the Admin RPC needs from the application: load a model and swap it in.
+#[tonic::async_trait]
+pub trait Reload: Send + Sync + 'static {
+    /// `model_dir`: None for the configured one. The new model, and the seconds it took.
+    async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<(ModelView, f64)>;
 }
 
 /// `oodgate.v1.Admin`: hot reload.
 pub struct AdminService {
-    reloader: Arc<Reloader>,
+    reloader: Arc<dyn Reload>,
 }
 
 impl AdminService {
-    pub fn new(reloader: Arc<Reloader>) -> Self {
+    pub fn new(reloader: Arc<dyn Reload>) -> Self {
         Self { reloader }
     }
 }
@@ -386,15 +420,39 @@ impl oodgate_proto::v1::admin_server::Admin for AdminService {
         request: Request<v1::ReloadRequest>,
     ) -> Result<Response<v1::ReloadResponse>, Status> {
         let dir = request.into_inner().model_dir;
-        let dir = (!dir.is_empty()).then(|| std::path::PathBuf::from(dir));
+        let dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
         match self.reloader.reload(dir).await {
-            Ok(reloaded) => Ok(Response::new(v1::ReloadResponse {
-                model: Some(model_info(&reloaded.detector)),
-                seconds: reloaded.seconds,
+            Ok((model, seconds)) => Ok(Response::new(v1::ReloadResponse {
+                model: Some(model_info(model)),
+                seconds,
             })),
             Err(e) => Err(Status::failed_precondition(format!(
                 "reload failed, the current model keeps serving: {e:#}"
             ))),
         }
+    }
+}
+
+/// gRPC's canonical names (as grpc-go and Envoy label them), for the metrics.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -20,14 +20,16 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use crate::api::grpc;
 use crate::api::security::Token;
-use crate::app::config::Config;
 use crate::core::detector::ThresholdSpec;
-use crate::core::pipeline::{ClientImage, DetectInput, Detection, ImageData, Pipeline, ServeError};
+use crate::core::pipeline::{
+    ClientImage, DetectInput, Field, ImageData, Pipeline, ServeError, model_inputs,
+};
 use crate::core::preprocess::{InputSpec, Layout};
+use crate::core::training::{TrainingError, TrainingImages};
+use crate::core::view::{self, ModelView, VerdictView};
 use crate::metrics;
 
 /// The demo page: one self-contained HTML file (inline CSS and JS, nothing external).
@@ -39,8 +41,8 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// Largest request body (`server.max_message_bytes`, as on gRPC).
     pub max_body_bytes: usize,
-    /// MNIST train (the index's training images, in order), loaded on first use.
-    training: Arc<OnceCell<oodgate_datasets::Dataset>>,
+    /// The index's training images, for the neighbours a rejection names.
+    training: TrainingImages,
     pub auth: HttpAuth,
 }
 
@@ -56,14 +58,14 @@ impl HttpState {
     pub fn new(
         pipeline: Arc<Pipeline>,
         metrics: PrometheusHandle,
-        config: &Config,
+        max_body_bytes: usize,
         auth: HttpAuth,
     ) -> Self {
         Self {
             pipeline,
             metrics,
-            max_body_bytes: config.server.max_message_bytes,
-            training: Arc::new(OnceCell::new()),
+            max_body_bytes,
+            training: TrainingImages::default(),
             auth,
         }
     }
@@ -203,16 +205,21 @@ pub fn http_status(error: &ServeError) -> StatusCode {
     }
 }
 
+/// A request field as the JSON body names it (the thresholds sit at its top level).
+fn json_field(field: Field) -> &'static str {
+    match field {
+        Field::Images => "images",
+        Field::Contamination => "contamination",
+        Field::FalseRejectionRate => "false_rejection_rate",
+    }
+}
+
 impl From<ServeError> for ApiError {
     fn from(error: ServeError) -> Self {
         let status = http_status(&error);
         let message = match &error {
-            // The JSON body has the threshold fields at its top level.
             ServeError::InvalidArgument { field, message } => {
-                format!(
-                    "{}: {message}",
-                    field.strip_prefix("threshold.").unwrap_or(field)
-                )
+                format!("{}: {message}", json_field(*field))
             }
             ServeError::Internal(_) => {
                 tracing::error!(%error, "request failed");
@@ -231,6 +238,7 @@ pub fn grpc_code(status: StatusCode) -> tonic::Code {
         404 => tonic::Code::NotFound,
         413 | 429 => tonic::Code::ResourceExhausted,
         503 => tonic::Code::Unavailable,
+        504 => tonic::Code::DeadlineExceeded,
         400..=499 => tonic::Code::InvalidArgument,
         _ => tonic::Code::Internal,
     }
@@ -331,56 +339,13 @@ pub struct DetectReply {
     pub verdicts: Vec<JsonVerdict>,
 }
 
+/// A verdict (the core's view) and, with `return_inputs`, what the model saw.
 #[derive(Debug, Serialize)]
 pub struct JsonVerdict {
-    pub id: String,
-    /// "classify", "reject" or "error".
-    pub outcome: &'static str,
-    /// The classifier's answer (for a rejection: what it would have said).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class_index: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub probability: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lof: Option<JsonLof>,
-    /// The k nearest training images, nearest first (rejections only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub neighbours: Option<Vec<JsonNeighbour>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distance: Option<JsonDistance>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub training_tail: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What the model saw (with `return_inputs`).
+    #[serde(flatten)]
+    pub verdict: VerdictView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_input: Option<JsonPixels>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JsonLof {
-    pub score: f64,
-    pub threshold: f64,
-    pub decision: f64,
-}
-
-/// The distance part of a verdict (gRPC `DistanceEvidence`).
-#[derive(Debug, Serialize)]
-pub struct JsonDistance {
-    pub kth_distance: f64,
-    pub threshold: f64,
-    pub decision: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JsonNeighbour {
-    /// Index into MNIST train; `GET /v1/training/{training_id}` shows it.
-    pub training_id: u32,
-    pub label: u32,
-    pub label_name: String,
-    pub distance: f64,
 }
 
 async fn detect(
@@ -394,7 +359,7 @@ async fn detect(
     let status = answer
         .as_ref()
         .map_or_else(|e| e.status, |_| StatusCode::OK);
-    metrics::record_request("http_detect", grpc_code(status));
+    metrics::record_request("http_detect", grpc::code_name(grpc_code(status)));
     match answer {
         Ok(reply) => Json(reply).into_response(),
         Err(error) => error.into_response(),
@@ -402,12 +367,31 @@ async fn detect(
 }
 
 pub async fn detect_json(pipeline: &Pipeline, body: DetectBody) -> Result<DetectReply, ApiError> {
-    let input = detect_input(body)?;
+    let (input, return_inputs) = detect_input(body)?;
+    // The demo's few images are prepared a second time here, so the core need not
+    // carry what only the demo shows.
+    let images = return_inputs.then(|| input.images.clone());
     let detection = pipeline.detect(input).await?;
-    Ok(detect_reply(detection))
+    let model = detection.detector.model.name.clone();
+    let spec = detection.detector.embedder.input;
+    let mut inputs =
+        images.map(|images| model_inputs(images, &spec, &pipeline.limits()).into_iter());
+    let verdicts = view::verdicts(detection)
+        .into_iter()
+        .map(|verdict| JsonVerdict {
+            verdict,
+            model_input: inputs
+                .as_mut()
+                .and_then(Iterator::next)
+                .flatten()
+                .map(|values| model_input(&values, spec)),
+        })
+        .collect();
+    Ok(DetectReply { model, verdicts })
 }
 
-fn detect_input(body: DetectBody) -> Result<DetectInput, ApiError> {
+/// The pipeline's input, and whether the body asked for the model inputs back.
+fn detect_input(body: DetectBody) -> Result<(DetectInput, bool), ApiError> {
     let threshold = match (body.contamination, body.false_rejection_rate) {
         (None, None) => ThresholdSpec::Default,
         (Some(c), None) => ThresholdSpec::Contamination(c),
@@ -449,94 +433,18 @@ fn detect_input(body: DetectBody) -> Result<DetectInput, ApiError> {
             Ok(ClientImage { id: image.id, data })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(DetectInput {
+    let input = DetectInput {
         images,
         threshold,
         source: body.source,
-        return_inputs: body.return_inputs,
-    })
+    };
+    Ok((input, body.return_inputs))
 }
 
 fn base64(text: &str, field: &str) -> Result<Vec<u8>, ApiError> {
     BASE64
         .decode(text)
         .map_err(|e| ApiError::invalid(field, format_args!("invalid base64 ({e})")))
-}
-
-fn detect_reply(detection: Detection) -> DetectReply {
-    let classes = &detection.detector.model.classes;
-    let name = |class: usize| classes.get(class).cloned().unwrap_or_default();
-    let spec = detection.detector.embedder.input;
-    let mut inputs = detection.inputs.map(Vec::into_iter);
-    let verdicts = detection
-        .verdicts
-        .into_iter()
-        .map(|verdict| {
-            let model_input = inputs
-                .as_mut()
-                .and_then(Iterator::next)
-                .flatten()
-                .map(|values| model_input(&values, spec));
-            let judgement = match verdict.outcome {
-                Ok(judgement) => judgement,
-                Err(error) => {
-                    return JsonVerdict {
-                        id: verdict.id,
-                        outcome: "error",
-                        class_index: None,
-                        class_name: None,
-                        probability: None,
-                        lof: None,
-                        neighbours: None,
-                        distance: None,
-                        training_tail: None,
-                        error: Some(error.to_string()),
-                        model_input,
-                    };
-                }
-            };
-            let rejected = judgement.rejected();
-            JsonVerdict {
-                id: verdict.id,
-                outcome: if rejected { "reject" } else { "classify" },
-                class_index: Some(judgement.class),
-                class_name: Some(name(judgement.class)),
-                probability: Some(judgement.probability),
-                lof: Some(JsonLof {
-                    score: judgement.score,
-                    threshold: judgement.threshold,
-                    decision: judgement.decision,
-                }),
-                neighbours: rejected.then(|| {
-                    judgement
-                        .neighbours
-                        .iter()
-                        .map(|n| JsonNeighbour {
-                            training_id: n.id,
-                            label: u32::from(n.label),
-                            label_name: name(usize::from(n.label)),
-                            distance: n.distance,
-                        })
-                        .collect()
-                }),
-                distance: judgement
-                    .distance_threshold
-                    .zip(judgement.distance_decision)
-                    .map(|(threshold, decision)| JsonDistance {
-                        kth_distance: judgement.kth_distance,
-                        threshold,
-                        decision,
-                    }),
-                training_tail: Some(judgement.training_tail),
-                error: None,
-                model_input,
-            }
-        })
-        .collect();
-    DetectReply {
-        model: detection.detector.model.name.clone(),
-        verdicts,
-    }
 }
 
 /// A model input (floats in [0, 1] in the model's layout) as u8 pixels, row by row,
@@ -565,29 +473,12 @@ fn model_input(values: &[f32], spec: InputSpec) -> JsonPixels {
 // ---- GET /v1/model, GET /v1/training/{id} ----------------------------------------
 
 /// What gRPC `GetModelInfo` answers, as JSON with the same field names.
-async fn model_info(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn model_info(State(state): State<HttpState>) -> Result<Json<ModelView>, ApiError> {
     let detector = state.pipeline.detector().ok_or(ServeError::NotReady)?;
-    let info = grpc::model_info(&detector);
-    Ok(Json(serde_json::json!({
-        "model_name": info.model_name,
-        "model_sha256": info.model_sha256,
-        "input_layout": info.input_layout,
-        "input_height": info.input_height,
-        "input_width": info.input_width,
-        "input_channels": info.input_channels,
-        "classes": info.classes,
-        "embedding_dim": info.embedding_dim,
-        "k": info.k,
-        "index_size": info.index_size,
-        "default_contamination": info.default_contamination,
-        "default_threshold": info.default_threshold,
-        "distance_check": info.distance_check,
-        "default_distance_threshold": info.default_distance_threshold,
-        "search_mode": info.search_mode,
-    })))
+    Ok(Json(ModelView::of(&detector)))
 }
 
-/// One MNIST training image (a neighbour's `training_id`) as a PNG; its label is in the
+/// One training image (a neighbour's `training_id`) as a PNG; its label is in the
 /// `x-oodgate-label` header.
 async fn training_image(
     State(state): State<HttpState>,
@@ -600,43 +491,14 @@ async fn training_image(
             format!("training image {id:?}: ids are whole numbers"),
         )
     })?;
-    let train = state
-        .training
-        .get_or_try_init(|| async {
-            let loaded = tokio::task::spawn_blocking(|| {
-                oodgate_datasets::DataDir::from_env()?.mnist(oodgate_datasets::Split::Train)
-            })
-            .await;
-            match loaded {
-                Ok(Ok(train)) => {
-                    tracing::info!(count = train.len(), "MNIST train loaded for /v1/training");
-                    Ok(train)
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "MNIST train unavailable for /v1/training");
-                    Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("the training images are unavailable: {error}"),
-                    ))
-                }
-                Err(_) => Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "loading the training images panicked",
-                )),
-            }
-        })
-        .await?;
-    if id >= train.len() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "training image {id}: ids go from 0 to {}",
-                train.len().saturating_sub(1)
-            ),
-        ));
-    }
-    let png = encode_png(train, id)?;
-    let label = HeaderValue::from(u16::from(train.label(id)));
+    let image = state.training.get(id).await.map_err(|error| {
+        let status = match error {
+            TrainingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TrainingError::NoSuchId { .. } => StatusCode::NOT_FOUND,
+            TrainingError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
@@ -644,29 +506,14 @@ async fn training_image(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=86400"),
             ),
-            (header::HeaderName::from_static("x-oodgate-label"), label),
+            (
+                header::HeaderName::from_static("x-oodgate-label"),
+                HeaderValue::from(u16::from(image.label)),
+            ),
         ],
-        png,
+        image.png,
     )
         .into_response())
-}
-
-fn encode_png(data: &oodgate_datasets::Dataset, i: usize) -> Result<Vec<u8>, ApiError> {
-    let color = match data.channels {
-        1 => image::ExtendedColorType::L8,
-        3 => image::ExtendedColorType::Rgb8,
-        _ => image::ExtendedColorType::Rgba8,
-    };
-    let mut png = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut png),
-        data.image(i),
-        data.width,
-        data.height,
-        color,
-    )
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("PNG: {e}")))?;
-    Ok(png)
 }
 
 #[cfg(test)]
@@ -678,11 +525,21 @@ mod tests {
         let cases = [
             (
                 ServeError::InvalidArgument {
-                    field: "threshold.contamination",
+                    field: Field::Contamination,
                     message: "must be in (0, 0.5], got 0.7".into(),
                 },
                 StatusCode::BAD_REQUEST,
                 tonic::Code::InvalidArgument,
+            ),
+            (
+                ServeError::DeadlineExceeded(std::time::Duration::from_secs(30)),
+                StatusCode::GATEWAY_TIMEOUT,
+                tonic::Code::DeadlineExceeded,
+            ),
+            (
+                ServeError::TooManyStreams { open: 2, max: 2 },
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
             ),
             (
                 ServeError::Overloaded {
@@ -699,28 +556,37 @@ mod tests {
                 tonic::Code::Unavailable,
             ),
             (
-                ServeError::Internal("x".into()),
+                ServeError::Internal(crate::core::worker::WorkerError::Panicked.into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 tonic::Code::Internal,
             ),
         ];
+        // One case per ServeError variant.
+        assert_eq!(cases.len(), 6);
         for (error, status, code) in cases {
             assert_eq!(http_status(&error), status);
             // The two sides agree on what each refusal is.
             assert_eq!(grpc::status(&error).code(), code);
             assert_eq!(grpc_code(status), code);
         }
-        let api = ApiError::from(ServeError::InvalidArgument {
-            field: "threshold.contamination",
+        let invalid = ServeError::InvalidArgument {
+            field: Field::Contamination,
             message: "must be in (0, 0.5], got 0.7".into(),
-        });
-        assert_eq!(api.message, "contamination: must be in (0, 0.5], got 0.7");
+        };
+        assert_eq!(
+            ApiError::from(invalid.clone()).message,
+            "contamination: must be in (0, 0.5], got 0.7"
+        );
+        assert_eq!(
+            grpc::status(&invalid).message(),
+            "threshold.contamination: must be in (0, 0.5], got 0.7"
+        );
     }
 
     #[test]
     fn bodies_become_inputs_or_name_the_bad_field() {
         let parse = |json: &str| detect_input(serde_json::from_str(json).unwrap());
-        let input = parse(
+        let (input, return_inputs) = parse(
             r#"{"images":[{"id":"a","png_base64":"iVBORw=="},
                 {"id":"b","raw":{"width":1,"height":1,"channels":1,"pixels_base64":"/w=="}},
                 {"id":"c"}],
@@ -728,7 +594,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(input.threshold, ThresholdSpec::Contamination(0.05));
-        assert!(input.return_inputs);
+        assert!(return_inputs);
         assert_eq!(input.source, "demo");
         assert!(matches!(&input.images[0].data, Some(ImageData::Encoded(b)) if b == b"\x89PNG"));
         assert!(

@@ -1,12 +1,42 @@
 //! TLS material and bearer-token checks shared by the gRPC and HTTP sides.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-use crate::app::config::{AuthConfig, TlsConfig};
+/// TLS for both sides (rustls). All empty: plaintext.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain and private key of the server.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
+    }
+}
+
+/// Optional bearer-token authentication for gRPC and HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token clients send as `authorization: Bearer <token>`; empty: no auth.
+    /// A secret: never logged.
+    pub token: String,
+    /// Or a file holding it (first line), e.g. a mounted Kubernetes secret.
+    pub token_file: PathBuf,
+    /// Whether health (gRPC health, /healthz, /readyz) and /metrics need the token too.
+    pub protect_health: bool,
+    pub protect_metrics: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::security::{AuthConfig, TlsConfig};
+use crate::core::embed::SessionOptions;
+use crate::core::preprocess::Limits;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -17,37 +21,6 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
-}
-
-/// TLS for both sides (rustls). All empty: plaintext.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM certificate chain and private key of the server.
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// PEM CA certificates: when set, clients must present a certificate it signed (mTLS).
-    pub client_ca: PathBuf,
-}
-
-impl TlsConfig {
-    pub fn enabled(&self) -> bool {
-        !self.cert.as_os_str().is_empty()
-    }
-}
-
-/// Optional bearer-token authentication for gRPC and HTTP.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// The token clients send as `authorization: Bearer <token>`; empty: no auth.
-    /// A secret: never logged.
-    pub token: String,
-    /// Or a file holding it (first line), e.g. a mounted Kubernetes secret.
-    pub token_file: PathBuf,
-    /// Whether health (gRPC health, /healthz, /readyz) and /metrics need the token too.
-    pub protect_health: bool,
-    pub protect_metrics: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,15 +133,19 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Where the core has a default of its own, the configuration's is that one.
 impl Default for Config {
     fn default() -> Self {
+        let session = SessionOptions::default();
+        let hnsw = oodgate_lof::HnswParams::default();
+        let limits = Limits::default();
         Self {
             model: ModelConfig {
                 dir: PathBuf::from("models/mnist-cosface-oe-near-fonts"),
                 ort_dylib_path: PathBuf::new(),
-                intra_threads: 2,
-                optimization_level: 3,
-                intra_spinning: false,
+                intra_threads: session.intra_threads,
+                optimization_level: session.optimization_level,
+                intra_spinning: session.intra_spinning,
             },
             index: IndexConfig {
                 path: PathBuf::new(),
@@ -177,16 +154,16 @@ impl Default for Config {
                 contamination: 0.01,
                 distance_check: true,
                 search: SearchMode::Exact,
-                ef: 256,
-                hnsw_m: 16,
-                hnsw_ef_construction: 200,
+                ef: hnsw.ef_search,
+                hnsw_m: hnsw.max_nb_connection,
+                hnsw_ef_construction: hnsw.ef_construction,
             },
             server: ServerConfig {
                 grpc_addr: "127.0.0.1:50051".into(),
                 http_addr: "127.0.0.1:8080".into(),
                 max_images_per_request: 1024,
-                max_image_side: 4096,
-                max_image_pixels: 4 * 1024 * 1024,
+                max_image_side: limits.max_side,
+                max_image_pixels: limits.max_pixels,
                 max_message_bytes: 16 * 1024 * 1024,
                 stream_pipeline_depth: 4,
                 shutdown_grace_seconds: 30,

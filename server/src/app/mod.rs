@@ -2,5 +2,6 @@
 //! service's run loop.
 
 pub mod config;
+pub mod load;
 pub mod reload;
 pub mod serve;

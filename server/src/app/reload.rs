@@ -9,10 +9,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::api::grpc::Reload;
 use crate::app::config::Config;
+use crate::app::load;
 use crate::core::detector::Detector;
-use crate::core::pipeline::Pipeline;
+use crate::core::pipeline::{Pipeline, SourceLabels};
+use crate::core::view::ModelView;
 use crate::metrics;
+
+pub struct Reloaded {
+    pub detector: Arc<Detector>,
+    pub seconds: f64,
+}
 
 pub struct Reloader {
     pipeline: Arc<Pipeline>,
@@ -20,11 +28,6 @@ pub struct Reloader {
     config_file: Option<PathBuf>,
     /// One reload at a time.
     busy: tokio::sync::Mutex<()>,
-}
-
-pub struct Reloaded {
-    pub detector: Arc<Detector>,
-    pub seconds: f64,
 }
 
 impl Reloader {
@@ -54,9 +57,9 @@ impl Reloader {
         };
         let detector = Arc::new(detector);
         if let Some(old) = self.pipeline.detector() {
-            metrics::set_unloaded(&old);
+            metrics::set_unloaded(&model_labels(&old));
         }
-        metrics::set_loaded(&detector, &config);
+        set_loaded(&detector, &config);
         self.pipeline.set_detector(detector.clone());
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -74,10 +77,38 @@ impl Reloader {
             config.model.dir = dir;
         }
         let loading = config.clone();
-        let detector = tokio::task::spawn_blocking(move || Detector::from_config(&loading))
+        let detector = tokio::task::spawn_blocking(move || load::detector(&loading))
             .await
             .context("loading panicked")?
             .with_context(|| format!("loading {}", config.model.dir.display()))?;
         Ok((detector, config))
+    }
+}
+
+#[tonic::async_trait]
+impl Reload for Reloader {
+    async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<(ModelView, f64)> {
+        let reloaded = Reloader::reload(self, model_dir).await?;
+        Ok((ModelView::of(&reloaded.detector), reloaded.seconds))
+    }
+}
+
+/// The metrics of a model that starts serving.
+pub fn set_loaded(detector: &Detector, config: &Config) {
+    metrics::set_loaded(
+        &model_labels(detector),
+        &detector.model.classes,
+        &SourceLabels::known(&config.server.sources),
+    );
+}
+
+fn model_labels(detector: &Detector) -> metrics::ModelLabels {
+    metrics::ModelLabels {
+        model: detector.model.name.clone(),
+        sha256: detector.model.sha256.clone(),
+        index_size: detector.index.len(),
+        k: detector.index.k(),
+        contamination: detector.default_contamination,
+        search: crate::core::view::search_mode_name(detector.search),
     }
 }

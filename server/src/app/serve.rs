@@ -1,8 +1,11 @@
-//! `oodgate serve`: listen at once, load the model and index in the background,
-//! report SERVING through gRPC health only when they are loaded, reload on SIGHUP or
-//! the Admin RPC, and shut down gracefully on SIGINT or SIGTERM.
+//! The service's run loop: serve on the listeners it is given, load the model and index
+//! in the background, report SERVING through gRPC health only when they are loaded,
+//! reload on [`Signal::Reload`] or the Admin RPC, and shut down gracefully on
+//! [`Signal::Shutdown`] (or when the signal channel closes).
+//!
+//! The caller owns the sockets and the signals (`main` binds the configured addresses
+//! and turns SIGHUP, SIGINT and SIGTERM into signals; a test binds port 0 and sends them).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,8 @@ use crate::api::http::{self, HttpAuth, HttpState};
 use crate::api::linger::LingeringClose;
 use crate::api::security::{TlsFiles, Token};
 use crate::app::config::Config;
-use crate::app::reload::Reloader;
+use crate::app::load;
+use crate::app::reload::{self, Reloader};
 use crate::core::detector::Detector;
 use crate::core::pipeline::Pipeline;
 use crate::metrics;
@@ -29,9 +33,44 @@ use crate::metrics;
 pub const HEALTH_SERVICE: &str =
     <DetectorServer<DetectorService> as tonic::server::NamedService>::NAME;
 
-/// `config_file` is read again on reload.
-pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut signals = Signals::new()?;
+/// What the caller tells a running service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Load the configured model again and swap it in (SIGHUP).
+    Reload,
+    /// Stop taking work, finish what is in flight, return (SIGINT, SIGTERM).
+    Shutdown,
+}
+
+/// The two sockets the service answers on.
+pub struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds `server.grpc_addr` and `server.http_addr` (port 0: a free port).
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let grpc_addr = &config.server.grpc_addr;
+        let grpc = tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {grpc_addr}"))?;
+        let http_addr = &config.server.http_addr;
+        let http = std::net::TcpListener::bind(http_addr)
+            .with_context(|| format!("cannot listen on {http_addr}"))?;
+        http.set_nonblocking(true)?;
+        Ok(Self { grpc, http })
+    }
+}
+
+/// Serves until [`Signal::Shutdown`] or the end of `signals`. `config_file` is read
+/// again on reload.
+pub async fn run(
+    config: Config,
+    config_file: Option<PathBuf>,
+    listeners: Listeners,
+    mut signals: tokio::sync::mpsc::Receiver<Signal>,
+) -> anyhow::Result<()> {
     let tls = TlsFiles::load(&config.tls)?;
     let token = Token::load(&config.auth)?;
     let guard = |protect: bool| {
@@ -43,7 +82,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
     };
     let metrics_handle = metrics::install()?;
     metrics::spawn_upkeep(metrics_handle.clone());
-    let pipeline = Arc::new(Pipeline::new(&config));
+    let pipeline = Arc::new(Pipeline::new(load::pipeline_settings(&config)));
     let reloader = Arc::new(Reloader::new(pipeline.clone(), config_file));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -54,10 +93,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
         .build_v1()
         .context("gRPC reflection")?;
 
-    let addr: SocketAddr = config.server.grpc_addr.parse()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let Listeners {
+        grpc: listener,
+        http: http_listener,
+    } = listeners;
     let local = listener.local_addr()?;
     // Tests and scripts read this line to find the port when grpc_addr asks for port 0.
     tracing::info!(addr = %local, tls = tls.is_some(), auth = token.enabled(), "gRPC listening");
@@ -78,7 +117,8 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
         ))
         .add_service(InterceptedService::new(reflection, token.clone()))
         .add_service(InterceptedService::new(
-            DetectorService::new(pipeline.clone(), &config).into_server(&config),
+            DetectorService::new(pipeline.clone(), config.server.stream_pipeline_depth)
+                .into_server(config.server.max_message_bytes),
             token.clone(),
         ))
         .add_service(InterceptedService::new(
@@ -96,15 +136,11 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
             },
         );
 
-    let http_addr: SocketAddr = config.server.http_addr.parse()?;
-    let http_listener = std::net::TcpListener::bind(http_addr)
-        .with_context(|| format!("cannot listen on {http_addr}"))?;
-    http_listener.set_nonblocking(true)?;
     tracing::info!(addr = %http_listener.local_addr()?, tls = tls.is_some(), "HTTP listening");
     let app = http::router(HttpState::new(
         pipeline.clone(),
         metrics_handle,
-        &config,
+        config.server.max_message_bytes,
         HttpAuth {
             api: token.clone(),
             health: guard(config.auth.protect_health),
@@ -143,28 +179,30 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
         http.context("HTTP server")?;
         anyhow::Ok(())
     });
+    // Whichever way this function returns, the servers do not outlive it.
+    let _stop_servers = AbortOnDrop(server.abort_handle());
 
     let mut loading = tokio::task::spawn_blocking({
         let config = config.clone();
-        move || Detector::from_config(&config)
+        move || load::detector(&config)
     });
     loop {
         tokio::select! {
             loaded = &mut loading => {
                 let detector = loaded.context("loading the model panicked")??;
                 log_loaded(&detector);
-                metrics::set_loaded(&detector, &config);
+                reload::set_loaded(&detector, &config);
                 pipeline.set_detector(Arc::new(detector));
                 set_health(&health, ServingStatus::Serving).await;
                 tracing::info!("ready");
                 break;
             }
             signal = signals.recv() => {
-                if signal == "SIGHUP" {
-                    tracing::info!("SIGHUP while loading: nothing to reload yet");
+                if signal == Some(Signal::Reload) {
+                    tracing::info!("reload while loading: nothing to reload yet");
                     continue;
                 }
-                tracing::info!(signal, "stopped while loading");
+                tracing::info!("stopped while loading");
                 return Ok(());
             }
             ended = &mut server => {
@@ -177,13 +215,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
     loop {
         tokio::select! {
             signal = signals.recv() => {
-                if signal == "SIGHUP" {
+                if signal == Some(Signal::Reload) {
                     let reloader = reloader.clone();
                     // Failures are logged and counted; the current model keeps serving.
                     tokio::spawn(async move { reloader.reload(None).await });
                     continue;
                 }
-                tracing::info!(signal, "shutting down: no new connections; finishing in-flight requests");
+                tracing::info!("shutting down: no new connections; finishing in-flight requests");
                 break;
             }
             ended = &mut server => {
@@ -211,35 +249,17 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> anyhow::Result
     Ok(())
 }
 
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
     health.set_service_status(HEALTH_SERVICE, status).await;
-}
-
-/// SIGINT, SIGTERM and SIGHUP, listened for from the start so none is missed.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
-        }
-    }
 }
 
 fn log_loaded(detector: &Detector) {

@@ -1,46 +1,21 @@
 //! The detector: model + LOF index -> Classify or Reject, with the evidence.
 //!
 //! Two stages that the serving side runs separately (embedding is batched across
-//! requests, scoring per request): [`Detector::embed`] and [`Detector::judge`].
-
-use std::path::{Path, PathBuf};
+//! requests, thresholds per request): [`Detector::embed`] and [`Detector::score`], then
+//! [`Scored::judge`].
 
 use ndarray::ArrayView2;
-use oodgate_lof::hnsw::HnswParams;
-use oodgate_lof::index::{LofIndex, Neighbour, SearchMode};
-use oodgate_lof::{Thresholds, Verdict, decide_fused};
+use oodgate_lof::{LofIndex, Neighbour, SearchMode, Thresholds, Verdict, decide_fused};
 
-use crate::app::config::{self, Config};
-use crate::core::embed::{EmbedError, Embedded, Embedder, SessionOptions, embed_dataset};
-use crate::core::model::{ModelError, ModelFiles};
-use crate::core::runtime::{self, RuntimeError};
+use crate::core::embed::{EmbedError, Embedded, Embedder};
+use crate::core::model::ModelFiles;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
     Embed(#[from] EmbedError),
-    // The LOF errors name the file themselves.
-    #[error("LOF index: {source}")]
-    Index {
-        path: PathBuf,
-        source: oodgate_lof::error::LofError,
-    },
     #[error("LOF: {0}")]
-    Lof(#[from] oodgate_lof::error::LofError),
-    #[error("training data for the index: {0}")]
-    Data(#[from] oodgate_datasets::DatasetError),
-    #[error(
-        "index {path} was built with k={found}, the config asks for k={wanted}; delete it or set index.k"
-    )]
-    IndexK {
-        path: PathBuf,
-        found: usize,
-        wanted: usize,
-    },
+    Lof(#[from] oodgate_lof::LofError),
 }
 
 /// Where the Classify/Reject line is drawn for one request.
@@ -85,6 +60,16 @@ impl Judgement {
     }
 }
 
+/// How a loaded model and index judge: the configuration's `index` section.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSettings {
+    pub search: SearchMode,
+    /// The default threshold: the share of training images each part rejects.
+    pub contamination: f64,
+    /// Whether verdicts also hold the k-th neighbour distance to a threshold.
+    pub distance_check: bool,
+}
+
 pub struct Detector {
     pub model: ModelFiles,
     pub embedder: Embedder,
@@ -98,59 +83,22 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Loads the configured model and its index, building and caching the index from
-    /// the MNIST training images when there is none yet.
-    pub fn from_config(config: &Config) -> Result<Self, DetectorError> {
-        let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
-        let model = ModelFiles::load(&config.model.dir)?;
-        let embedder = Embedder::load(env, &model.onnx_path, session_options(config))?;
-        let path = index_path(config, &model);
-        let index = if path.is_file() {
-            let started = std::time::Instant::now();
-            let index =
-                LofIndex::load(&path, &model.sha256).map_err(|source| DetectorError::Index {
-                    path: path.clone(),
-                    source,
-                })?;
-            tracing::info!(path = %path.display(), count = index.len(), seconds = started.elapsed().as_secs_f64(), "index loaded");
-            index
-        } else {
-            tracing::info!(path = %path.display(), "no index yet: building it from the MNIST training images");
-            let index = build_index(&embedder, config, false)?;
-            index
-                .save(&path, &model.sha256)
-                .map_err(|source| DetectorError::Index {
-                    path: path.clone(),
-                    source,
-                })?;
-            index
-        };
-        if index.k() != config.index.k {
-            return Err(DetectorError::IndexK {
-                path,
-                found: index.k(),
-                wanted: config.index.k,
-            });
-        }
-        Self::new(model, embedder, index, config)
-    }
-
     pub fn new(
         model: ModelFiles,
         embedder: Embedder,
         index: LofIndex,
-        config: &Config,
+        settings: DetectorSettings,
     ) -> Result<Self, DetectorError> {
-        let distance_check = config.index.distance_check;
-        let default_thresholds = thresholds(&index, config.index.contamination, distance_check)?;
+        let default_thresholds =
+            thresholds(&index, settings.contamination, settings.distance_check)?;
         Ok(Self {
             model,
             embedder,
             index,
-            search: search_mode(config),
-            default_contamination: config.index.contamination,
+            search: settings.search,
+            default_contamination: settings.contamination,
             default_thresholds,
-            distance_check,
+            distance_check: settings.distance_check,
         })
     }
 
@@ -168,19 +116,6 @@ impl Detector {
     /// Runs the model on n preprocessed images.
     pub fn embed(&self, pixels: &[f32], n: usize) -> Result<Embedded, DetectorError> {
         Ok(self.embedder.run(pixels, n)?)
-    }
-
-    /// Verdicts for n embedded images.
-    pub fn judge(
-        &self,
-        embedded: &Embedded,
-        threshold: Thresholds,
-    ) -> Result<Vec<Judgement>, DetectorError> {
-        Ok(self
-            .score(embedded)?
-            .into_iter()
-            .map(|scored| scored.judge(threshold))
-            .collect())
     }
 
     /// Top class and LOF score of n embedded images, before any threshold: one model
@@ -267,72 +202,4 @@ pub fn argmax(p: &[f32]) -> (usize, f32) {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((0, 0.0))
-}
-
-pub fn session_options(config: &Config) -> SessionOptions {
-    SessionOptions {
-        intra_threads: config.model.intra_threads,
-        optimization_level: config.model.optimization_level,
-        intra_spinning: config.model.intra_spinning,
-    }
-}
-
-pub fn search_mode(config: &Config) -> SearchMode {
-    match config.index.search {
-        config::SearchMode::Exact => SearchMode::Exact,
-        config::SearchMode::Hnsw => SearchMode::Hnsw {
-            ef: config.index.ef,
-        },
-    }
-}
-
-pub fn hnsw_params(config: &Config) -> HnswParams {
-    HnswParams {
-        max_nb_connection: config.index.hnsw_m,
-        ef_construction: config.index.hnsw_ef_construction,
-        ef_search: config.index.ef,
-    }
-}
-
-/// The configured artifact, or one per model hash and k in the cache folder.
-pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
-    if !config.index.path.as_os_str().is_empty() {
-        return config.index.path.clone();
-    }
-    let name = format!(
-        "{}-{}-k{}.lof",
-        model.name,
-        &model.sha256[..12],
-        config.index.k
-    );
-    Path::new(&config.index.cache_dir).join(name)
-}
-
-/// Embeds the MNIST training images and fits the LOF index on them (exact
-/// neighbours, then the HNSW graph and its recall check).
-pub fn build_index(
-    embedder: &Embedder,
-    config: &Config,
-    progress: bool,
-) -> Result<LofIndex, DetectorError> {
-    let data = oodgate_datasets::DataDir::from_env()?;
-    let train = data.mnist(oodgate_datasets::Split::Train)?;
-    let embedded = embed_dataset(embedder, &train, progress)?;
-    let (index, report) = LofIndex::build(
-        embedded.embeddings,
-        train.labels.clone(),
-        embedder.embedding_dim,
-        config.index.k,
-        hnsw_params(config),
-        progress,
-    )?;
-    tracing::info!(
-        count = index.len(),
-        knn_seconds = report.knn.as_secs_f64(),
-        graph_seconds = report.graph.as_secs_f64(),
-        total_seconds = report.total.as_secs_f64(),
-        recall = ?report.recall,
-        "index built"
-    );
-    Ok(index)
 }

@@ -7,4 +7,6 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod runtime;
+pub mod training;
+pub mod view;
 pub mod worker;

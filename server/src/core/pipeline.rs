@@ -9,13 +9,13 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::app::config::Config;
-use crate::core::batcher::{BatchSettings, Batcher};
+use oodgate_lof::Thresholds;
+
+use crate::core::batcher::{BatchError, BatchSettings, Batcher};
 use crate::core::detector::{Detector, Judgement, ThresholdSpec};
 use crate::core::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
-use crate::core::worker::off_runtime;
+use crate::core::worker::{WorkerError, off_runtime};
 use crate::metrics;
-use oodgate_lof::Thresholds;
 
 /// One image as a client sent it, already off the wire.
 #[derive(Debug, Clone)]
@@ -41,8 +41,6 @@ pub struct DetectInput {
     pub images: Vec<ClientImage>,
     pub threshold: ThresholdSpec,
     pub source: String,
-    /// Also return the model input each valid image became (the HTTP demo shows it).
-    pub return_inputs: bool,
 }
 
 /// The answer for one request: a verdict per image, in request order.
@@ -53,9 +51,6 @@ pub struct Detection {
     /// The request's source, reduced to the bounded set of metric labels.
     pub source: String,
     pub timings: Timings,
-    /// With [`DetectInput::return_inputs`]: per image, in request order, the model input
-    /// it became (`detector.embedder.input` floats in [0, 1]), `None` for an image error.
-    pub inputs: Option<Vec<Option<Vec<f32>>>>,
 }
 
 #[derive(Debug)]
@@ -79,11 +74,10 @@ pub struct Timings {
 /// Why a whole request was refused. Mapped to gRPC and HTTP codes in one place each.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ServeError {
-    #[error("{field}: {message}")]
-    InvalidArgument {
-        field: &'static str,
-        message: String,
-    },
+    /// Each protocol names the field its own way (`threshold.contamination` in the
+    /// proto, `contamination` in JSON).
+    #[error("{field:?}: {message}")]
+    InvalidArgument { field: Field, message: String },
     #[error(
         "server busy: {requested} images asked for, {available} of {capacity} queue slots free; retry later"
     )]
@@ -99,7 +93,42 @@ pub enum ServeError {
     #[error("{open} streams are open, the limit is {max}; retry later")]
     TooManyStreams { open: usize, max: usize },
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] InternalError),
+}
+
+/// The request fields the pipeline checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Images,
+    Contamination,
+    FalseRejectionRate,
+}
+
+/// A failure of the server's own, not the request's.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InternalError {
+    #[error("decoding: {0}")]
+    Decode(#[from] WorkerError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+/// The pipeline's part of the configuration (the `server` and `batching` sections).
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub max_batch_size: usize,
+    pub max_wait: Duration,
+    /// Images admitted and not yet answered, at most.
+    pub queue_capacity: usize,
+    pub max_images: usize,
+    pub limits: Limits,
+    /// Source labels allowed for metrics (empty: the first `max_sources` seen).
+    pub sources: Vec<String>,
+    pub max_sources: usize,
+    pub timeout: Option<Duration>,
+    pub max_streams: usize,
+    /// How long open streams still read requests after shutdown begins.
+    pub read_after_drain: Duration,
 }
 
 pub struct Pipeline {
@@ -116,8 +145,7 @@ pub struct Pipeline {
     streams: Arc<Semaphore>,
     /// Set on shutdown.
     draining: tokio::sync::watch::Sender<bool>,
-    /// How long open streams still read requests after shutdown begins: three quarters
-    /// of the grace period, leaving the rest to answer what was read.
+    /// How long open streams still read requests after shutdown begins.
     read_after_drain: Duration,
     max_streams: usize,
 }
@@ -127,29 +155,30 @@ pub struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Pipeline {
     /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
-    pub fn new(config: &Config) -> Self {
+    pub fn new(settings: PipelineSettings) -> Self {
         let batcher = Batcher::spawn(BatchSettings {
-            max_batch_size: config.batching.max_batch_size,
-            max_wait: Duration::from_micros(config.batching.max_wait_micros),
+            max_batch_size: settings.max_batch_size,
+            max_wait: settings.max_wait,
         });
         Self {
             detector: ArcSwapOption::empty(),
             batcher,
-            admission: Arc::new(Semaphore::new(config.batching.queue_capacity)),
-            capacity: config.batching.queue_capacity,
-            max_images: config.server.max_images_per_request,
-            limits: Limits {
-                max_side: config.server.max_image_side,
-                max_pixels: config.server.max_image_pixels,
-            },
-            sources: SourceLabels::new(&config.server.sources, config.server.max_sources),
-            timeout: (config.server.request_timeout_seconds > 0.0)
-                .then(|| Duration::from_secs_f64(config.server.request_timeout_seconds)),
-            streams: Arc::new(Semaphore::new(config.server.max_streams)),
+            admission: Arc::new(Semaphore::new(settings.queue_capacity)),
+            capacity: settings.queue_capacity,
+            max_images: settings.max_images,
+            limits: settings.limits,
+            sources: SourceLabels::new(&settings.sources, settings.max_sources),
+            timeout: settings.timeout,
+            streams: Arc::new(Semaphore::new(settings.max_streams)),
             draining: tokio::sync::watch::Sender::new(false),
-            read_after_drain: Duration::from_secs(config.server.shutdown_grace_seconds) * 3 / 4,
-            max_streams: config.server.max_streams,
+            read_after_drain: settings.read_after_drain,
+            max_streams: settings.max_streams,
         }
+    }
+
+    /// The bounds every image is held to.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn set_detector(&self, detector: Arc<Detector>) {
@@ -184,11 +213,6 @@ impl Pipeline {
             let _ = draining.wait_for(|d| *d).await;
             tokio::time::sleep(window).await;
         }
-    }
-
-    /// Requests whose embedding was skipped because the client had gone.
-    pub fn cancelled_jobs(&self) -> usize {
-        self.batcher.cancelled()
     }
 
     /// A slot for one more open stream, or RESOURCE_EXHAUSTED past `server.max_streams`.
@@ -227,7 +251,7 @@ impl Pipeline {
         };
         std::mem::forget(unfinished);
         if let Ok(detection) = &result {
-            metrics::record_detection(detection, started.elapsed());
+            record(detection, started.elapsed());
         }
         result
     }
@@ -241,7 +265,6 @@ impl Pipeline {
         let count = input.images.len();
         let threshold = threshold(&detector, input.threshold)?;
         let source = self.sources.label(&input.source);
-        let return_inputs = input.return_inputs;
         let _permit = self.admit(count)?;
         let ticket = self.batcher.announce(count);
 
@@ -253,21 +276,20 @@ impl Pipeline {
         } else {
             off_runtime(move || decode(input.images, &spec, &limits))
                 .await
-                .map_err(|e| ServeError::Internal(e.to_string()))?
+                .map_err(InternalError::from)?
         };
         let mut timings = Timings {
             preprocess: started.elapsed(),
             ..Timings::default()
         };
 
-        let inputs = return_inputs.then(|| split_inputs(&prepared, &pixels, spec.len()));
         let valid = prepared.iter().filter(|p| p.is_ok()).count();
         let mut judged = Vec::new();
         if valid > 0 {
             let output = ticket
                 .score(detector.clone(), pixels, valid)
                 .await
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
+                .map_err(InternalError::from)?;
             timings.queue_wait = output.queue_wait;
             timings.embed = output.embed_time;
             timings.lof = output.lof_time;
@@ -295,7 +317,6 @@ impl Pipeline {
             verdicts,
             source,
             timings,
-            inputs,
         })
     }
 
@@ -329,6 +350,34 @@ impl Drop for Admitted {
     }
 }
 
+/// One answered request in the metrics.
+fn record(detection: &Detection, elapsed: Duration) {
+    let classes = &detection.detector.model.classes;
+    let outcomes = detection
+        .verdicts
+        .iter()
+        .map(|verdict| match &verdict.outcome {
+            Ok(judgement) if judgement.rejected() => metrics::ImageOutcome::Rejected {
+                decision: judgement.decision,
+            },
+            Ok(judgement) => metrics::ImageOutcome::Classified {
+                class: classes.get(judgement.class).map_or("", String::as_str),
+                decision: judgement.decision,
+            },
+            Err(_) => metrics::ImageOutcome::Error,
+        });
+    let t = &detection.timings;
+    let stages = metrics::Stages {
+        preprocess: t.preprocess,
+        batched: (t.batch_images > 0).then_some(metrics::BatchStages {
+            queue: t.queue_wait,
+            embed: t.embed,
+            lof: t.lof,
+        }),
+    };
+    metrics::record_detection(&detection.source, outcomes, elapsed, stages);
+}
+
 /// Dropped only if the request's future is dropped before it finishes.
 struct Unfinished;
 
@@ -338,7 +387,7 @@ impl Drop for Unfinished {
     }
 }
 
-fn invalid(field: &'static str, message: String) -> ServeError {
+fn invalid(field: Field, message: String) -> ServeError {
     ServeError::InvalidArgument { field, message }
 }
 
@@ -346,11 +395,11 @@ fn invalid(field: &'static str, message: String) -> ServeError {
 pub fn validate(input: &DetectInput, max_images: usize) -> Result<(), ServeError> {
     let count = input.images.len();
     if count == 0 {
-        return Err(invalid("images", "the batch is empty".into()));
+        return Err(invalid(Field::Images, "the batch is empty".into()));
     }
     if count > max_images {
         return Err(invalid(
-            "images",
+            Field::Images,
             format!("{count} images in one request, the limit is {max_images}"),
         ));
     }
@@ -362,11 +411,11 @@ pub fn validate(input: &DetectInput, max_images: usize) -> Result<(), ServeError
     Ok(())
 }
 
-fn threshold_field(spec: ThresholdSpec) -> Option<(&'static str, f64)> {
+fn threshold_field(spec: ThresholdSpec) -> Option<(Field, f64)> {
     match spec {
         ThresholdSpec::Default => None,
-        ThresholdSpec::Contamination(c) => Some(("threshold.contamination", c)),
-        ThresholdSpec::FalseRejectionRate(r) => Some(("threshold.false_rejection_rate", r)),
+        ThresholdSpec::Contamination(c) => Some((Field::Contamination, c)),
+        ThresholdSpec::FalseRejectionRate(r) => Some((Field::FalseRejectionRate, r)),
     }
 }
 
@@ -428,6 +477,17 @@ pub fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> De
     (ids, outcomes, pixels)
 }
 
+/// Per image, in order, the model input it becomes (floats in [0, 1] in `spec`'s
+/// layout), `None` for an image that cannot be used: what the demo page shows.
+pub fn model_inputs(
+    images: Vec<ClientImage>,
+    spec: &InputSpec,
+    limits: &Limits,
+) -> Vec<Option<Vec<f32>>> {
+    let (_, prepared, pixels) = decode(images, spec, limits);
+    split_inputs(&prepared, &pixels, spec.len())
+}
+
 /// The packed inputs of the valid images, back to one entry per image.
 fn split_inputs(
     prepared: &[Result<(), ImageError>],
@@ -455,6 +515,17 @@ pub struct SourceLabels {
 impl SourceLabels {
     pub const OTHER: &'static str = "other";
     pub const NONE: &'static str = "none";
+
+    /// Every label known before any request: the allowed ones, "other" if some are
+    /// allowed, and "none".
+    pub fn known(allowed: &[String]) -> Vec<String> {
+        let mut labels = allowed.to_vec();
+        if !labels.is_empty() {
+            labels.push(Self::OTHER.into());
+        }
+        labels.push(Self::NONE.into());
+        labels
+    }
 
     pub fn new(allowed: &[String], max: usize) -> Self {
         Self {

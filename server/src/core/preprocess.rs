@@ -215,7 +215,11 @@ pub fn preprocess_into(image: &DynamicImage, spec: &InputSpec, out: &mut [f32]) 
             let raw = rgb.as_raw();
             for i in 0..plane {
                 for ch in 0..c as usize {
-                    let value = raw.get(i * 3 + ch).map_or(1.0, |p| f32::from(*p) / 255.0);
+                    let value = if ch < 3 {
+                        f32::from(raw[i * 3 + ch]) / 255.0
+                    } else {
+                        1.0
+                    };
                     let at = match spec.layout {
                         Layout::Nhwc => i * c as usize + ch,
                         Layout::Nchw => ch * plane + i,
@@ -285,6 +289,25 @@ mod tests {
             channels,
             pixels,
         }
+    }
+
+    #[test]
+    fn a_fourth_channel_is_opaque_not_the_next_pixel() {
+        let spec = InputSpec {
+            layout: Layout::Nhwc,
+            height: 1,
+            width: 2,
+            channels: 4,
+        };
+        // Two RGB pixels, black then green: the black one's alpha once read the green
+        // one's red (0), making it transparent.
+        let out = prepare(
+            raw(2, 1, 3, &[0, 0, 0, 0, 255, 0]),
+            &spec,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(out, [0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
     }
 
     #[test]
