@@ -23,7 +23,7 @@ pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Resu
         .with_context(|| format!("writing {}", path.display()))?;
     let size = std::fs::metadata(&path)?.len();
     let load_started = Instant::now();
-    let loaded = oodgate_lof::index::LofIndex::load(&path, &model.sha256)?;
+    let loaded = oodgate_lof::LofIndex::load(&path, &model.sha256)?;
     println!(
         "index {}: {} x {} embeddings, k = {}, {:.1} MB; recall@k {}; built in {:.1} s; loads in {:.3} s",
         path.display(),
@@ -80,7 +80,7 @@ pub(crate) fn synth(
     seed: Option<u64>,
     preview: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use oodgate_datasets::synth::{SynthSet, contact_sheet};
+    use oodgate_datasets::{SynthSet, contact_sheet};
     let started = Instant::now();
     let set =
         SynthSet::from_name(name).with_context(|| format!("unknown synthetic set {name:?}"))?;
@@ -91,7 +91,7 @@ pub(crate) fn synth(
     let images = out.join(format!("{name}-images-idx3-ubyte"));
     let labels = out.join(format!("{name}-labels-idx1-ubyte"));
     let classes = out.join(format!("{name}-classes.txt"));
-    oodgate_datasets::idx::write_idx_dataset(&dataset, &images, &labels)?;
+    oodgate_datasets::write_idx_dataset(&dataset, &images, &labels)?;
     std::fs::write(&classes, dataset.class_names.join("\n") + "\n")
         .with_context(|| format!("writing {}", classes.display()))?;
     println!(

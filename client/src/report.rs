@@ -104,7 +104,7 @@ impl Summary {
         let threshold_99 = reference_scores
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|s| oodgate_lof::roc::threshold_accepting(s, 0.99));
+            .map(|s| oodgate_lof::threshold_accepting(s, 0.99));
         let summaries: Vec<SetSummary> = sets
             .iter()
             .zip(&replay.answers)
@@ -137,13 +137,13 @@ impl Summary {
                 let is_reference = reference.as_deref() == Some(set.name.as_str());
                 let auroc = match &reference_scores {
                     Some(inliers) if !is_reference => {
-                        Some(oodgate_lof::roc::auroc(inliers, &scores(answers)))
+                        Some(oodgate_lof::auroc(inliers, &scores(answers)))
                     }
                     _ => None,
                 };
                 let rejected_at_99_accepted = threshold_99
                     .filter(|_| !is_reference)
-                    .map(|t| oodgate_lof::roc::rejected_fraction(&scores(answers), t));
+                    .map(|t| oodgate_lof::rejected_fraction(&scores(answers), t));
                 SetSummary {
                     name: set.name.clone(),
                     sent: answers.len(),

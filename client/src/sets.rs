@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use oodgate_datasets::synth::SynthSet;
-use oodgate_datasets::{DataDir, Dataset, MNIST_CLASSES, Split, idx};
+use oodgate_datasets::{
+    DataDir, Dataset, MNIST_CLASSES, Split, SynthSet, load_idx_dataset, load_image_folder,
+    read_idx_images,
+};
 
 /// A named set of images to send.
 pub struct ReplaySet {
@@ -39,7 +41,7 @@ impl ReplaySet {
                 } else if let Some(paths) = spec.strip_prefix("idx:") {
                     load_idx(paths)?
                 } else if let Some(dir) = spec.strip_prefix("folder:") {
-                    let dataset = oodgate_datasets::folder::load_image_folder(dir.as_ref())
+                    let dataset = load_image_folder(dir.as_ref())
                         .with_context(|| format!("image folder {dir}"))?;
                     (dataset.name.clone(), dataset, false)
                 } else {
@@ -83,10 +85,10 @@ fn load_idx(paths: &str) -> anyhow::Result<(String, Dataset, bool)> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| paths.to_owned());
     if let Some(labels_path) = labels_path {
-        let dataset = idx::load_idx_dataset(&name, &images_path, &labels_path, &MNIST_CLASSES)?;
+        let dataset = load_idx_dataset(&name, &images_path, &labels_path, &MNIST_CLASSES)?;
         return Ok((name, dataset, true));
     }
-    let images = idx::read_idx_images(&images_path)?;
+    let images = read_idx_images(&images_path)?;
     let dataset = Dataset {
         name: name.clone(),
         class_names: vec!["unlabelled".into()],

@@ -10,16 +10,16 @@ use crate::error::{DatasetError, Result};
 use crate::{CIFAR10_CLASSES, Dataset, class_names};
 
 /// Image side in pixels.
-pub const SIDE: usize = 32;
+pub(crate) const SIDE: usize = 32;
 /// Pixels per image.
 const PLANE: usize = SIDE * SIDE;
 /// Bytes per record: label byte + R, G and B planes.
 pub const RECORD_BYTES: usize = 1 + 3 * PLANE;
 /// Records in each batch of the canonical distribution.
-pub const RECORDS_PER_BATCH: usize = 10_000;
+pub(crate) const RECORDS_PER_BATCH: usize = 10_000;
 
 /// File names of the training batches inside `cifar-10-batches-bin/`.
-pub const TRAIN_BATCHES: [&str; 5] = [
+pub(crate) const TRAIN_BATCHES: [&str; 5] = [
     "data_batch_1.bin",
     "data_batch_2.bin",
     "data_batch_3.bin",
@@ -27,7 +27,7 @@ pub const TRAIN_BATCHES: [&str; 5] = [
     "data_batch_5.bin",
 ];
 /// File name of the test batch inside `cifar-10-batches-bin/`.
-pub const TEST_BATCH: &str = "test_batch.bin";
+pub(crate) const TEST_BATCH: &str = "test_batch.bin";
 
 /// Reads one CIFAR-10 batch file into a [`Dataset`] named `name`.
 pub fn read_cifar10_batch(name: &str, path: &Path) -> Result<Dataset> {
@@ -35,7 +35,7 @@ pub fn read_cifar10_batch(name: &str, path: &Path) -> Result<Dataset> {
 }
 
 /// Reads several CIFAR-10 batch files, in the given order, into one [`Dataset`].
-pub fn read_cifar10_batches(name: &str, paths: &[PathBuf]) -> Result<Dataset> {
+pub(crate) fn read_cifar10_batches(name: &str, paths: &[PathBuf]) -> Result<Dataset> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for path in paths {
@@ -64,6 +64,7 @@ fn append_batch(path: &Path, pixels: &mut Vec<u8>, labels: &mut Vec<u8>) -> Resu
         return Err(DatasetError::CifarSize {
             path: path.to_path_buf(),
             size: bytes.len() as u64,
+            record: RECORD_BYTES,
         });
     }
     let records = bytes.len() / RECORD_BYTES;

@@ -68,13 +68,16 @@ pub enum DatasetError {
         classes: usize,
     },
 
-    /// A CIFAR-10 batch whose size is not a whole number of records.
+    /// A CIFAR-10 batch whose size is not a whole number of `record`-byte records.
     #[error(
         "{}: size {size} bytes is not a multiple of the {record}-byte CIFAR-10 record",
-        path.display(),
-        record = crate::cifar::RECORD_BYTES
+        path.display()
     )]
-    CifarSize { path: PathBuf, size: u64 },
+    CifarSize {
+        path: PathBuf,
+        size: u64,
+        record: usize,
+    },
 
     /// A file or folder that holds no items at all.
     #[error("{}: empty: no images found", path.display())]

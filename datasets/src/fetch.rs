@@ -155,9 +155,9 @@ const CIFAR10_TARBALL: RemoteFile = RemoteFile {
 };
 
 /// Folder of the binary batches, inside the tarball and under the data folder.
-pub const CIFAR10_BIN_DIR: &str = "cifar-10-batches-bin";
+pub(crate) const CIFAR10_BIN_DIR: &str = "cifar-10-batches-bin";
 /// Folder of the CIFAR-10 test set as JPEG files, in the mirror.
-pub const CIFAR10_JPEG_DIR: &str = "cifar10-test-jpeg";
+pub(crate) const CIFAR10_JPEG_DIR: &str = "cifar10-test-jpeg";
 
 /// The canonical files of a dataset, each with its path relative to a cache folder and
 /// its published size and SHA-256. (CIFAR-10's tarball is only kept until extracted.)
@@ -378,21 +378,6 @@ impl DataDir {
             DataDir::Cache(_) => DatasetError::NotDownloaded { path },
         }
     }
-}
-
-/// MNIST from the data folder chosen by the environment ([`DataDir::from_env`]).
-pub fn mnist(split: Split) -> Result<Dataset> {
-    DataDir::from_env()?.mnist(split)
-}
-
-/// Fashion-MNIST from the data folder chosen by the environment.
-pub fn fashion_mnist(split: Split) -> Result<Dataset> {
-    DataDir::from_env()?.fashion_mnist(split)
-}
-
-/// The CIFAR-10 test set from the data folder chosen by the environment.
-pub fn cifar10_test() -> Result<Dataset> {
-    DataDir::from_env()?.cifar10_test()
 }
 
 /// Where [`DataDir::cifar10_test`] reads from.
@@ -634,14 +619,16 @@ fn has_checksum(path: &Path, file: &RemoteFile) -> Result<bool> {
 }
 
 /// Lower-case hex SHA-256 of a file's bytes.
-pub fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
     let mut hasher = Sha256::new();
     io::copy(&mut BufReader::new(file), &mut hasher).map_err(|e| DatasetError::io(path, e))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// A progress bar for one download, hidden unless asked for.
+/// A progress bar for one download, hidden unless asked for. Not the count style of
+/// the project's other long steps (`oodgate_lof::progress_bar`, which this crate does
+/// not depend on): a download counts bytes, so it shows sizes and throughput.
 fn progress_bar(progress: bool, file: &RemoteFile) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();

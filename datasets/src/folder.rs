@@ -91,7 +91,7 @@ pub fn load_image_folder(dir: &Path) -> Result<Dataset> {
 /// All images must share one width and height. If every image is grayscale the dataset
 /// has 1 channel; otherwise every image is converted to RGB (3 channels). Alpha is
 /// dropped.
-pub fn decode_image_folder(name: &str, folder: &ImageFolder) -> Result<Dataset> {
+pub(crate) fn decode_image_folder(name: &str, folder: &ImageFolder) -> Result<Dataset> {
     // Decode in parallel, but collect every result first so that the error reported is
     // the one of the first bad file in sorted order, the same on every run.
     let decoded: Vec<Result<DynamicImage>> = folder

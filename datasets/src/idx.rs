@@ -117,7 +117,7 @@ pub fn load_idx_dataset(
 
 /// Writes an IDX images file (raw, not gzipped): magic 2051, `[count, rows, cols]`, then
 /// the pixels.
-pub fn write_idx_images(path: &Path, rows: u32, cols: u32, pixels: &[u8]) -> Result<()> {
+pub(crate) fn write_idx_images(path: &Path, rows: u32, cols: u32, pixels: &[u8]) -> Result<()> {
     let per_image = rows as usize * cols as usize;
     if per_image == 0 || !pixels.len().is_multiple_of(per_image) {
         return Err(DatasetError::io(
@@ -136,7 +136,7 @@ pub fn write_idx_images(path: &Path, rows: u32, cols: u32, pixels: &[u8]) -> Res
 }
 
 /// Writes an IDX labels file (raw): magic 2049, `[count]`, then the labels.
-pub fn write_idx_labels(path: &Path, labels: &[u8]) -> Result<()> {
+pub(crate) fn write_idx_labels(path: &Path, labels: &[u8]) -> Result<()> {
     write_idx(path, LABELS_MAGIC, &[labels.len() as u32], labels)
 }
 

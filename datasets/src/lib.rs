@@ -2,26 +2,32 @@
 //! in-memory [`Dataset`] type, and the lookup (read-only mirror or download cache) and
 //! download of MNIST, Fashion-MNIST and CIFAR-10.
 //!
-//! - [`idx`]: MNIST-style IDX files, gzip-compressed or raw.
-//! - [`cifar`]: CIFAR-10 binary batches.
-//! - [`folder`]: a folder of PNG/JPEG images, one subfolder per class.
-//! - [`fetch`]: where the data lives ([`DataDir`]), download with SHA-256 checks, and the
+//! Modules (private; what other crates use is re-exported here):
+//!
+//! - `idx`: MNIST-style IDX files, gzip-compressed or raw.
+//! - `cifar`: CIFAR-10 binary batches.
+//! - `folder`: a folder of PNG/JPEG images, one subfolder per class.
+//! - `fetch`: where the data lives ([`DataDir`]), download with SHA-256 checks, and the
 //!   named datasets ([`DataDir::mnist`], [`DataDir::fashion_mnist`], [`DataDir::cifar10_test`]).
-//! - [`synth`]: generated evaluation sets close to a digit: letters, typed digits,
-//!   doodles (from installed fonts, deterministic per seed).
+//! - `synth`: generated evaluation sets close to a digit: letters, typed digits,
+//!   doodles (from installed fonts, deterministic per seed; [`SynthSet`]).
 
-pub mod cifar;
-pub mod error;
-pub mod fetch;
-pub mod folder;
-pub mod idx;
-pub mod synth;
+mod cifar;
+mod error;
+mod fetch;
+mod folder;
+mod idx;
+mod synth;
 
+pub use cifar::{RECORD_BYTES as CIFAR10_RECORD_BYTES, read_cifar10_batch};
 pub use error::{DatasetError, Result};
-pub use fetch::{
-    DataDir, DatasetId, RemoteFile, Split, cifar10_test, fashion_mnist, mnist, remote_files,
+pub use fetch::{DataDir, DatasetId, RemoteFile, Split, remote_files};
+pub use folder::{FolderEntry, ImageFolder, list_image_folder, load_image_folder};
+pub use idx::{
+    IMAGES_MAGIC, IdxImages, LABELS_MAGIC, load_idx_dataset, read_idx_images, read_idx_labels,
+    read_maybe_gzip, write_idx_dataset,
 };
-pub use folder::{FolderEntry, ImageFolder};
+pub use synth::{SynthSet, contact_sheet};
 
 /// MNIST class names, in label order.
 pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];

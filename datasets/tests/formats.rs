@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use image::{GrayImage, ImageFormat, Rgb, RgbImage};
-use oodgate_datasets::cifar::{RECORD_BYTES, read_cifar10_batch};
-use oodgate_datasets::folder::{list_image_folder, load_image_folder};
-use oodgate_datasets::idx::{
-    IMAGES_MAGIC, LABELS_MAGIC, load_idx_dataset, read_idx_images, read_idx_labels,
+use oodgate_datasets::{
+    CIFAR10_CLASSES, CIFAR10_RECORD_BYTES as RECORD_BYTES, DatasetError, IMAGES_MAGIC,
+    LABELS_MAGIC, list_image_folder, load_idx_dataset, load_image_folder, read_cifar10_batch,
+    read_idx_images, read_idx_labels,
 };
-use oodgate_datasets::{CIFAR10_CLASSES, DatasetError};
 use tempfile::TempDir;
 
 // ---------- helpers ----------

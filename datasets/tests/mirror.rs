@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 use oodgate_datasets::{
-    CIFAR10_CLASSES, DataDir, DatasetId, FASHION_MNIST_CLASSES, MNIST_CLASSES, Split, folder, idx,
-    remote_files,
+    CIFAR10_CLASSES, DataDir, DatasetId, FASHION_MNIST_CLASSES, MNIST_CLASSES, Split,
+    list_image_folder, read_maybe_gzip, remote_files,
 };
 use sha2::Sha256;
 
@@ -99,7 +99,7 @@ fn mnist_uncompressed_md5_matches_the_mirror_readme() {
             "27ae3e4e09519cfbb04c329615203637",
         ),
     ] {
-        let bytes = idx::read_maybe_gzip(&dir.join(name)).expect("read");
+        let bytes = read_maybe_gzip(&dir.join(name)).expect("read");
         assert_eq!(hex::encode(Md5::digest(&bytes)), md5, "{name}");
     }
 }
@@ -169,8 +169,7 @@ fn cifar10_test_jpeg_folder() {
 
 #[test]
 fn cifar10_listing_is_sorted_and_labelled() {
-    let listing =
-        folder::list_image_folder(&mirror_root().join("cifar10-test-jpeg")).expect("listing");
+    let listing = list_image_folder(&mirror_root().join("cifar10-test-jpeg")).expect("listing");
     assert_eq!(listing.class_names, CIFAR10_CLASSES);
     assert_eq!(listing.entries.len(), 10_000);
     let first = &listing.entries[0];

@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     if let ThresholdSpec::Contamination(rate) | ThresholdSpec::FalseRejectionRate(rate) =
         input.threshold
     {
-        let t = oodgate_lof::score::threshold(&SCORES, rate)
+        let t = oodgate_lof::threshold(&SCORES, rate)
             .expect("a validated rate is accepted by the index");
         assert!(
             (SCORES[0]..=SCORES[SCORES.len() - 1]).contains(&t),

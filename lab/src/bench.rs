@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use ndarray::{Array1, Array2, Array4};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use oodgate_datasets::{DataDir, Dataset, Split};
-use oodgate_lof::index::SearchMode;
+use oodgate_lof::SearchMode;
 use oodgate_replay::{Replay, ReplayOptions, ReplaySet};
 use oodgate_server::app::config::Config;
 use oodgate_server::core::detector::Detector;

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ndarray::ArrayView2;
-use oodgate_datasets::synth::SynthSet;
-use oodgate_datasets::{DataDir, Dataset, Split};
-use oodgate_lof::roc;
-use oodgate_lof::{ExactLof, QueryScores, Thresholds, Verdict, decide_fused};
+use oodgate_datasets::{DataDir, Dataset, Split, SynthSet};
+use oodgate_lof::{
+    FittedLof, QueryScores, Thresholds, Verdict, auroc, decide, rejected_fraction,
+    threshold_accepting,
+};
 use serde::Serialize;
 
 use oodgate_server::core::embed::{Embedder, SessionOptions, embed_dataset};
@@ -137,7 +138,7 @@ struct Sets {
 /// LOF fitted on a space's training images, and the test sets' scores and k-th
 /// neighbour distances, in the order of `Sets::tests`.
 struct Fitted {
-    lof: ExactLof,
+    lof: FittedLof,
     sets: [QueryScores; 6],
 }
 
@@ -158,12 +159,12 @@ fn truncate(mut d: Dataset, limit: Option<usize>) -> Dataset {
 }
 
 fn separation(mnist: &[f64], ood: &[f64]) -> Separation {
-    let t95 = roc::threshold_accepting(mnist, 0.95);
-    let t99 = roc::threshold_accepting(mnist, 0.99);
+    let t95 = threshold_accepting(mnist, 0.95);
+    let t99 = threshold_accepting(mnist, 0.99);
     Separation {
-        auroc: roc::auroc(mnist, ood),
-        fpr_at_95_tpr: 1.0 - roc::rejected_fraction(ood, t95),
-        rejected_at_99_accepted: roc::rejected_fraction(ood, t99),
+        auroc: auroc(mnist, ood),
+        fpr_at_95_tpr: 1.0 - rejected_fraction(ood, t95),
+        rejected_at_99_accepted: rejected_fraction(ood, t99),
     }
 }
 
@@ -185,11 +186,11 @@ fn score_space(
     k: usize,
     progress: bool,
 ) -> anyhow::Result<Fitted> {
-    let lof = ExactLof::fit(train, dim, k, progress)?;
+    let lof = FittedLof::fit(train, dim, k, progress)?;
     let mut sets: [QueryScores; 6] = Default::default();
     for (out, x) in sets.iter_mut().zip(tests) {
         let view = ArrayView2::from_shape((x.len() / dim, dim), x)?;
-        *out = lof.score_with_distances(view, progress)?;
+        *out = lof.score(view, progress)?;
     }
     Ok(Fitted { lof, sets })
 }
@@ -218,7 +219,7 @@ impl Scored<'_> {
         set.scores
             .iter()
             .zip(&set.kth_distances)
-            .map(|(&s, &d)| decide_fused(s, d, thresholds).verdict == Verdict::Reject)
+            .map(|(&s, &d)| decide(s, d, thresholds).verdict == Verdict::Reject)
             .collect()
     }
 
@@ -269,11 +270,11 @@ impl Scored<'_> {
             doodles: self.ranks(doodles),
             typed_digits: self.ranks(typed),
         };
-        let t99 = roc::threshold_accepting(&s.mnist, 0.99);
+        let t99 = threshold_accepting(&s.mnist, 0.99);
         let typed = TypedDigits {
             accuracy: right
                 .map(|r| r.iter().filter(|r| **r).count() as f64 / r.len().max(1) as f64),
-            accepted_at_99_accepted: 1.0 - roc::rejected_fraction(&s.typed_digits, t99),
+            accepted_at_99_accepted: 1.0 - rejected_fraction(&s.typed_digits, t99),
             accepted_and_right_at_99_accepted: right
                 .map(|r| accepted_and_right(&s.typed_digits, r, t99)),
         };

@@ -9,7 +9,7 @@
 //!   out-of-distribution sets against MNIST test (`roc.png`).
 //!
 //! The data path is `oodgate eval`'s: [`embed_dataset`] and [`prepare_dataset`] (the
-//! client preprocessing), [`ExactLof`] fitted on MNIST train, [`roc`] for the AUROC.
+//! client preprocessing), [`FittedLof`] fitted on MNIST train, [`auroc`] for the AUROC.
 //! t-SNE is the `bhtsne` crate's Barnes-Hut fit (perplexity 30, theta 0.5, 1000
 //! iterations, spectral initialisation) on exact neighbours from the LOF crate's
 //! [`ExactIndex`], so no PCA step is needed even for the 784-d pixels. Drawing is
@@ -21,9 +21,7 @@ use std::time::Instant;
 use anyhow::Context;
 use ndarray::{Array2, ArrayView2};
 use oodgate_datasets::{DataDir, Dataset, Split};
-use oodgate_lof::ExactLof;
-use oodgate_lof::exact::ExactIndex;
-use oodgate_lof::roc;
+use oodgate_lof::{ExactIndex, FittedLof, auroc};
 use rand::SeedableRng;
 
 use crate::eval::CONTAMINATIONS;
@@ -289,12 +287,14 @@ pub fn run(
     let train_embedded = embed(&train)?;
     let fashion_embedded = embed(&fashion)?;
     let cifar_embedded = embed(&cifar)?;
-    let lof = ExactLof::fit(train_embedded.embeddings, dim, options.k, options.progress)?;
+    let lof = FittedLof::fit(train_embedded.embeddings, dim, options.k, options.progress)?;
     let score = |x: &[f32]| -> anyhow::Result<Vec<f64>> {
-        Ok(lof.score(
-            ArrayView2::from_shape((x.len() / dim, dim), x)?,
-            options.progress,
-        )?)
+        Ok(lof
+            .score(
+                ArrayView2::from_shape((x.len() / dim, dim), x)?,
+                options.progress,
+            )?
+            .scores)
     };
     let mnist_scores = score(&mnist_embedded.embeddings)?;
     let fashion_scores = score(&fashion_embedded.embeddings)?;
@@ -328,8 +328,8 @@ pub fn run(
 
     let t = Instant::now();
     let aurocs = [
-        roc::auroc(&mnist_scores, &fashion_scores),
-        roc::auroc(&mnist_scores, &cifar_scores),
+        auroc(&mnist_scores, &fashion_scores),
+        auroc(&mnist_scores, &cifar_scores),
     ];
     let image = figures::roc_curves(&subtitle, &sets, &aurocs, &thresholds)?;
     written.push(write(&options.out, FIGURES[5], image, t)?);

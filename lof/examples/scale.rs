@@ -33,7 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let source = common::EmbeddingLike::new(dim, 10, 6, 16.0, 7);
     let (data, labels) = source.sample(n, 8);
-    let params = HnswParams::default();
+    // The build's recall check at ef 64, the width the searches below start from.
+    let params = HnswParams {
+        ef_search: 64,
+        ..HnswParams::default()
+    };
     let cpu = cpu_seconds();
     let (index, report) = LofIndex::build(data, labels, dim, k, params, true)?;
     println!("build CPU time {:.1} s", cpu_seconds() - cpu);

@@ -41,11 +41,11 @@ use crate::error::LofError;
 use crate::hnsw::{HnswParams, Layer, RecallReport};
 
 /// First bytes of every index file.
-pub const MAGIC: [u8; 8] = *b"OODGLOF\0";
+pub(crate) const MAGIC: [u8; 8] = *b"OODGLOF\0";
 /// Version of the layout above; bump on any change.
 pub const FORMAT_VERSION: u32 = 1;
 /// The only distance this crate implements.
-pub const DISTANCE: &str = "euclidean";
+pub(crate) const DISTANCE: &str = "euclidean";
 
 const PREAMBLE_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;

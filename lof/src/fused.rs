@@ -7,10 +7,7 @@
 //! only: built by multiply-adds, compared to the thresholds into bit masks, and only
 //! the few lanes below a threshold leave the registers.
 
-use crate::exact::Shortlist;
-
-/// Training points per panel: one AVX-512 register of f32.
-pub(crate) const LANES: usize = 16;
+use crate::shortlist::{LANES, Shortlist};
 
 /// Queries per register group: eight independent multiply-add chains keep the FMA
 /// units busy despite their latency.

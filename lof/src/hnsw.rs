@@ -50,12 +50,14 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
+        // The served defaults (the server's configuration reads them from here).
         // M = 16 / ef_c = 200: hnswlib's usual values; M = 32 measured no better here.
-        // ef 64 gave recall@20 about 0.96 on MNIST embeddings (STACK-NOTES).
+        // ef 256: of the widths measured on the served model, the one whose verdicts
+        // agree best with exact search (README; BENCHMARKS.md).
         Self {
             max_nb_connection: 16,
             ef_construction: 200,
-            ef_search: 64,
+            ef_search: 256,
         }
     }
 }
@@ -95,7 +97,7 @@ pub struct RecallReport {
 }
 
 /// Up to `sample` training ids spread evenly over `0..n` (deterministic, no RNG).
-pub fn sample_points(n: usize, sample: usize) -> Vec<usize> {
+pub(crate) fn sample_points(n: usize, sample: usize) -> Vec<usize> {
     let sample = sample.min(n);
     (0..sample).map(|s| s * n / sample).collect()
 }
@@ -150,7 +152,7 @@ pub(crate) struct Builder {
 
 impl Builder {
     /// Builds the graph with `parallel_insert`, in chunks so a progress bar can follow.
-    pub fn build(
+    pub(crate) fn build(
         data: ArrayView2<'_, f32>,
         params: &HnswParams,
         progress: Option<&ProgressBar>,
@@ -178,7 +180,7 @@ impl Builder {
     }
 
     /// hnsw_rs's own search, for comparison with [`Graph::search`].
-    pub fn search(&self, query: &[f32], count: usize, ef: usize) -> Vec<u32> {
+    pub(crate) fn search(&self, query: &[f32], count: usize, ef: usize) -> Vec<u32> {
         self.hnsw
             .search(query, count, ef.max(count))
             .into_iter()
@@ -187,7 +189,7 @@ impl Builder {
     }
 
     /// Copies the finished graph out of hnsw_rs as neighbour lists per layer.
-    pub fn export(&self) -> Result<Graph, LofError> {
+    pub(crate) fn export(&self) -> Result<Graph, LofError> {
         let indexation = self.hnsw.get_point_indexation();
         let n = self.hnsw.get_nb_point();
         let top = usize::from(indexation.get_max_level_observed());
@@ -238,7 +240,7 @@ impl Builder {
 
 /// One layer of the graph: each member's links, nearest first as hnsw_rs kept them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
+pub(crate) struct Layer {
     /// Ids of the points on this layer, ascending. Empty on layer 0, which holds every
     /// point with its id as row.
     pub members: Vec<u32>,
@@ -250,7 +252,7 @@ pub struct Layer {
 
 /// The HNSW graph over training ids `0..n`, as plain neighbour lists per layer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Graph {
+pub(crate) struct Graph {
     /// Number of points (all on layer 0).
     n: usize,
     /// Layer 0 first; the last layer holds the entry points.
@@ -276,7 +278,7 @@ struct Seeds {
 
 impl Graph {
     /// Rebuilds a graph from stored layers, checking everything a search relies on.
-    pub fn from_layers(n: usize, layers: Vec<Layer>) -> Result<Self, LofError> {
+    pub(crate) fn from_layers(n: usize, layers: Vec<Layer>) -> Result<Self, LofError> {
         let graph = Self {
             n,
             layers,
@@ -290,7 +292,7 @@ impl Graph {
     /// k-distances are `kdist`: [`SPREAD_SEEDS`] far apart from the highest layer with
     /// enough members to choose from, and [`SPARSE_SEEDS`] far apart from the sparsest
     /// [`SPARSE_SHARE`] of the points (the largest k-distances). Milliseconds at 1M.
-    pub fn with_seeds(mut self, data: ArrayView2<'_, f32>, kdist: &[f64]) -> Self {
+    pub(crate) fn with_seeds(mut self, data: ArrayView2<'_, f32>, kdist: &[f64]) -> Self {
         let all: Vec<u32>;
         let pool: &[u32] = match self.layers[1..]
             .iter()
@@ -318,18 +320,14 @@ impl Graph {
     }
 
     /// The layers, layer 0 first.
-    pub fn layers(&self) -> &[Layer] {
+    pub(crate) fn layers(&self) -> &[Layer] {
         &self.layers
     }
 
     /// Number of points.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.n
-    }
-
-    /// True when the graph holds no points.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
     }
 
     /// Every id in range, offsets consistent, members sorted and unique, the top layer
@@ -390,7 +388,7 @@ impl Graph {
     }
 
     /// The (up to) `max(ef, count)` best candidates for `query`, in no particular order.
-    pub fn search(
+    pub(crate) fn search(
         &self,
         data: ArrayView2<'_, f32>,
         query: &[f32],
@@ -406,7 +404,7 @@ impl Graph {
     /// to, then still finds its island. A build that takes the training neighbours from
     /// the graph needs them right for the sparsest points above all, since the
     /// threshold comes from those points' scores.
-    pub fn search_training(
+    pub(crate) fn search_training(
         &self,
         data: ArrayView2<'_, f32>,
         id: u32,
@@ -526,7 +524,7 @@ impl Graph {
     /// The k neighbours of each query as found by the graph, with exact distances,
     /// sorted by (distance, id). A row for which the graph reached fewer than k points
     /// is `None`; the caller falls back to exact search for it.
-    pub fn search_batch(
+    pub(crate) fn search_batch(
         &self,
         data: ArrayView2<'_, f32>,
         queries: ArrayView2<'_, f32>,

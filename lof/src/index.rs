@@ -1,5 +1,5 @@
-//! `LofIndex`: the training set's LOF state plus the two ways to find a query's
-//! neighbours, and its build, query, save and load.
+//! `LofIndex`: the training set's LOF state ([`FittedLof`]) plus the two ways to find
+//! a query's neighbours, and its build, query, save and load.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,13 +10,14 @@ use rayon::prelude::*;
 use crate::artifact::{self, ArtifactHeader, Contents, DISTANCE};
 use crate::error::LofError;
 use crate::exact::ExactIndex;
+use crate::fitted::{FittedLof, training_matrix};
 use crate::hnsw::{Builder, Graph, HnswParams, RecallReport, measure_recall, sample_points};
 use crate::neighbours::NeighbourLists;
 use crate::progress_bar;
 use crate::score::{self, TrainingDistribution};
 
 /// Training points queried against the graph after a build to measure recall.
-pub const RECALL_SAMPLE: usize = 1_000;
+pub(crate) const RECALL_SAMPLE: usize = 1_000;
 
 /// How a query's k nearest training points are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,19 +87,10 @@ pub struct BuildReport {
 
 /// A fitted LOF model over training embeddings, ready to score queries.
 pub struct LofIndex {
-    /// Training embeddings (n x d) for exact search and exact re-ranking.
-    exact: ExactIndex,
+    /// The training points, k, kdist, lrd and training distribution; exact search.
+    fitted: FittedLof,
     /// Training labels, returned with neighbours as evidence.
     labels: Vec<u8>,
-    /// LOF's k (n_neighbors).
-    k: usize,
-    /// Distance from each training point to its k-th neighbour.
-    kdist: Vec<f64>,
-    /// Local reachability density of each training point.
-    lrd: Vec<f64>,
-    /// Training scores and k-distances, ascending: any contamination maps to thresholds
-    /// by percentile.
-    training: TrainingDistribution,
     /// The approximate neighbour graph.
     graph: Graph,
     /// Parameters the graph was built with; `ef_search` is the default search width.
@@ -164,7 +156,7 @@ impl std::fmt::Debug for LofIndex {
         f.debug_struct("LofIndex")
             .field("count", &self.len())
             .field("dim", &self.dim())
-            .field("k", &self.k)
+            .field("k", &self.k())
             .field("hnsw_params", &self.hnsw_params)
             .field("recall", &self.recall)
             .finish_non_exhaustive()
@@ -210,29 +202,7 @@ impl LofIndex {
         let started = Instant::now();
         hnsw_params.validate()?;
         let n = labels.len();
-        if dim == 0 || embeddings.len() != n * dim {
-            return Err(LofError::InvalidInput(format!(
-                "{} floats are not {n} rows of dimension {dim}",
-                embeddings.len()
-            )));
-        }
-        if k == 0 || k >= n {
-            return Err(LofError::InvalidInput(format!(
-                "k must lie in [1, n - 1] = [1, {}], got {k}",
-                n.saturating_sub(1)
-            )));
-        }
-        if u32::try_from(n).is_err() {
-            return Err(LofError::InvalidInput(format!("{n} points: too many")));
-        }
-        if !embeddings.iter().all(|v| v.is_finite()) {
-            return Err(LofError::InvalidInput(
-                "embeddings contain NaN or infinity".into(),
-            ));
-        }
-        let data = Array2::from_shape_vec((n, dim), embeddings)
-            .map_err(|e| LofError::InvalidInput(e.to_string()))?;
-        let exact = ExactIndex::new(data);
+        let exact = ExactIndex::new(training_matrix(embeddings, n, dim, k)?);
 
         let build_graph = || -> Result<(Builder, Graph, Duration), LofError> {
             let t = Instant::now();
@@ -263,10 +233,8 @@ impl LofIndex {
         let knn = t.elapsed().saturating_sub(graph_time);
 
         let t = Instant::now();
-        let kdist = score::kdist(&neighbours);
-        let graph = graph.with_seeds(exact.data(), &kdist);
-        let lrd = score::training_lrd(&neighbours, &kdist);
-        let sorted_scores = score::sort_scores(score::training_scores(&neighbours, &lrd));
+        let fitted = FittedLof::from_neighbours(exact, &neighbours);
+        let graph = graph.with_seeds(fitted.exact().data(), fitted.kdist());
         let lof = t.elapsed();
 
         let t = Instant::now();
@@ -283,10 +251,10 @@ impl LofIndex {
                     .flat_map(|&p| neighbours.dists(p).to_vec())
                     .collect(),
             ),
-            TrainingNeighbours::Graph { .. } => exact.search_training_rows(&points, k),
+            TrainingNeighbours::Graph { .. } => fitted.exact().search_training_rows(&points, k),
         };
         let ef = hnsw_params.ef_search;
-        let data = exact.data();
+        let data = fitted.exact().data();
         let recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
             graph.search(data, q, count, ef)
         });
@@ -314,12 +282,8 @@ impl LofIndex {
         );
 
         let index = Self {
-            exact,
+            fitted,
             labels,
-            k,
-            training: TrainingDistribution::new(sorted_scores, &kdist),
-            kdist,
-            lrd,
             graph,
             hnsw_params,
             recall: Some(recall),
@@ -359,27 +323,14 @@ impl LofIndex {
             return Ok(Vec::new());
         }
         let queries = queries.as_standard_layout();
-        let k = self.k;
-        // Each row: (distance, id) nearest first.
-        let rows: Vec<Vec<(f64, u32)>> = match mode {
-            SearchMode::Exact => {
-                let lists = self.exact.search(queries.view(), k);
-                (0..lists.len())
-                    .map(|i| {
-                        lists
-                            .dists(i)
-                            .iter()
-                            .copied()
-                            .zip(lists.ids(i).iter().copied())
-                            .collect()
-                    })
-                    .collect()
-            }
+        let k = self.k();
+        let exact = self.fitted.exact();
+        let lists = match mode {
+            SearchMode::Exact => exact.search(queries.view(), k),
             SearchMode::Hnsw { ef } => {
-                let found = self
-                    .graph
-                    .search_batch(self.exact.data(), queries.view(), k, ef);
-                found
+                let found = self.graph.search_batch(exact.data(), queries.view(), k, ef);
+                // Each row: (distance, id) nearest first.
+                let rows: Vec<Vec<(f64, u32)>> = found
                     .into_par_iter()
                     .enumerate()
                     .map(|(i, row)| match row {
@@ -388,7 +339,7 @@ impl LofIndex {
                             // The graph returned fewer than k points: answer exactly.
                             tracing::debug!(query = i, "HNSW returned fewer than k neighbours");
                             let q = queries.row(i).insert_axis(Axis(0));
-                            let lists = self.exact.search(q, k);
+                            let lists = exact.search(q, k);
                             lists
                                 .all_dists()
                                 .iter()
@@ -397,24 +348,28 @@ impl LofIndex {
                                 .collect()
                         }
                     })
-                    .collect()
+                    .collect();
+                let (dists, ids) = rows.into_iter().flatten().unzip();
+                NeighbourLists::new(k, ids, dists)
             }
         };
-        Ok(rows
+        let scored = self.fitted.score_neighbours(&lists);
+        Ok(scored
+            .scores
             .into_iter()
-            .map(|row| {
-                let ids: Vec<u32> = row.iter().map(|r| r.1).collect();
-                let dists: Vec<f64> = row.iter().map(|r| r.0).collect();
-                let score = score::query_score(&ids, &dists, &self.kdist, &self.lrd);
-                let neighbours = row
+            .enumerate()
+            .map(|(q, score)| QueryResult {
+                score,
+                neighbours: lists
+                    .ids(q)
                     .iter()
-                    .map(|&(distance, id)| Neighbour {
+                    .zip(lists.dists(q))
+                    .map(|(&id, &distance)| Neighbour {
                         id,
                         label: self.labels[id as usize],
                         distance,
                     })
-                    .collect();
-                QueryResult { score, neighbours }
+                    .collect(),
             })
             .collect())
     }
@@ -422,18 +377,18 @@ impl LofIndex {
     /// scikit-learn's `offset_` for `LocalOutlierFactor(contamination=c)`: the `100 c`-th
     /// percentile of the training scores. `c` must lie in `[0, 1]`.
     pub fn offset(&self, contamination: f64) -> Result<f64, LofError> {
-        self.training.offset(contamination)
+        self.fitted.offset(contamination)
     }
 
     /// The threshold that rejects a fraction `rate` of the training points themselves
     /// (the same percentile mapping as [`Self::offset`]).
     pub fn threshold_for_false_rejection_rate(&self, rate: f64) -> Result<f64, LofError> {
-        self.training.offset(rate)
+        self.fitted.offset(rate)
     }
 
     /// The training scores and k-distances that thresholds and tails are read from.
     pub fn training(&self) -> &TrainingDistribution {
-        &self.training
+        self.fitted.training()
     }
 
     /// Writes the index to `path` as one artifact file (atomically), recording
@@ -448,7 +403,7 @@ impl LofIndex {
         let header = ArtifactHeader {
             model_hash: model_hash.to_string(),
             dim: self.dim(),
-            k: self.k,
+            k: self.k(),
             count: self.len(),
             distance: DISTANCE.to_string(),
             hnsw: self.hnsw_params,
@@ -458,7 +413,7 @@ impl LofIndex {
                 env!("CARGO_PKG_VERSION")
             ),
         };
-        let embeddings = self.exact.data();
+        let embeddings = self.embeddings();
         let embeddings = embeddings.as_slice().expect("standard layout");
         artifact::write(
             path,
@@ -466,9 +421,9 @@ impl LofIndex {
                 header: &header,
                 embeddings,
                 labels: &self.labels,
-                kdist: &self.kdist,
-                lrd: &self.lrd,
-                sorted_scores: self.training.sorted_scores(),
+                kdist: self.kdist(),
+                lrd: self.lrd(),
+                sorted_scores: self.sorted_training_scores(),
                 layers: self.graph.layers(),
             },
         )
@@ -492,12 +447,14 @@ impl LofIndex {
             .map_err(|e| corrupt(e.to_string()))?
             .with_seeds(data.view(), &d.kdist);
         Ok(Self {
-            exact: ExactIndex::new(data),
+            fitted: FittedLof::from_parts(
+                ExactIndex::new(data),
+                d.header.k,
+                d.kdist,
+                d.lrd,
+                d.sorted_scores,
+            ),
             labels: d.labels,
-            k: d.header.k,
-            training: TrainingDistribution::new(d.sorted_scores, &d.kdist),
-            kdist: d.kdist,
-            lrd: d.lrd,
             graph,
             hnsw_params: d.header.hnsw,
             recall: d.header.recall,
@@ -506,27 +463,27 @@ impl LofIndex {
 
     /// Number of training points.
     pub fn len(&self) -> usize {
-        self.exact.len()
+        self.fitted.len()
     }
 
     /// True when the index holds no points (never, for a built or loaded index).
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty()
+        self.fitted.is_empty()
     }
 
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
-        self.exact.dim()
+        self.fitted.dim()
     }
 
     /// LOF's k.
     pub fn k(&self) -> usize {
-        self.k
+        self.fitted.k()
     }
 
     /// Training embeddings (n x dim).
     pub fn embeddings(&self) -> ArrayView2<'_, f32> {
-        self.exact.data()
+        self.fitted.exact().data()
     }
 
     /// Training labels.
@@ -536,17 +493,17 @@ impl LofIndex {
 
     /// kdist per training point.
     pub fn kdist(&self) -> &[f64] {
-        &self.kdist
+        self.fitted.kdist()
     }
 
     /// lrd per training point.
     pub fn lrd(&self) -> &[f64] {
-        &self.lrd
+        self.fitted.lrd()
     }
 
     /// Training scores (scikit-learn's `negative_outlier_factor_`), ascending.
     pub fn sorted_training_scores(&self) -> &[f64] {
-        self.training.sorted_scores()
+        self.fitted.sorted_training_scores()
     }
 
     /// Graph parameters.
@@ -570,8 +527,9 @@ impl LofIndex {
     /// training points spread over the index, against exact search of those points.
     pub fn measure_recall(&self, sample: usize, ef: usize) -> RecallReport {
         let points = sample_points(self.len(), sample);
-        let truth = self.exact.search_training_rows(&points, self.k);
-        let data = self.exact.data();
+        let exact = self.fitted.exact();
+        let truth = exact.search_training_rows(&points, self.k());
+        let data = exact.data();
         measure_recall(data, &points, &truth, ef, |q, count, ef| {
             self.graph.search(data, q, count, ef)
         })

@@ -7,35 +7,39 @@
 //! neighbours are searched, exactly or on an HNSW graph ([`SearchMode`]); HNSW recall is
 //! then the only difference from scikit-learn's `LocalOutlierFactor(novelty=True)`.
 //!
-//! Modules: [`score`] (the LOF maths), [`exact`] (exact batched kNN), [`projection`]
-//! (the low-dimensional space exact search screens in), [`hnsw`] (the
-//! graph: built by hnsw_rs, kept as neighbour lists, searched, recall-checked),
-//! [`artifact`] (the one-file index format), [`index`] (`LofIndex`), [`neighbours`]
-//! (kNN result lists), [`error`].
+//! Offline evaluation uses the fitted state alone ([`FittedLof`]): exact neighbours,
+//! no graph. Every verdict, served or evaluated, comes from one rule: [`decide`].
+//!
+//! Modules (private; what other crates use is re-exported here): `score` (the LOF
+//! maths), `fitted` (the training set's LOF state), `exact` (exact batched kNN),
+//! `shortlist` and `fused` (its screening pass), `projection` (the low-dimensional
+//! space exact search screens in), `hnsw` (the graph: built by hnsw_rs, kept as
+//! neighbour lists, searched, recall-checked), `artifact` (the one-file index format),
+//! `index` (`LofIndex`), `neighbours` (kNN result lists), `roc`, `error`.
 
-pub mod artifact;
-pub mod error;
-pub mod exact;
-pub mod exact_lof;
+mod artifact;
+mod error;
+mod exact;
+mod fitted;
 mod fused;
-pub mod hnsw;
-pub mod index;
-pub mod neighbours;
-pub mod projection;
-pub mod roc;
-pub mod score;
+mod hnsw;
+mod index;
+mod neighbours;
+mod projection;
+mod roc;
+mod score;
+mod shortlist;
 
 pub use artifact::{ArtifactHeader, FORMAT_VERSION, read_header};
 pub use error::LofError;
-pub use exact_lof::{ExactLof, QueryScores};
+pub use exact::ExactIndex;
+pub use fitted::{FittedLof, QueryScores};
 pub use hnsw::{HnswParams, RecallReport};
-pub use index::{
-    BuildReport, LofIndex, Neighbour, QueryResult, RECALL_SAMPLE, SearchMode, TrainingNeighbours,
-};
+pub use index::{BuildReport, LofIndex, Neighbour, QueryResult, SearchMode, TrainingNeighbours};
 pub use neighbours::NeighbourLists;
+pub use roc::{auroc, rejected_fraction, threshold_accepting};
 pub use score::{
-    Decision, FusedDecision, Thresholds, TrainingDistribution, Verdict, decide, decide_fused,
-    percentile_linear, training_tail,
+    Decision, Thresholds, TrainingDistribution, Verdict, decide, percentile_linear, threshold,
 };
 
 /// The ndarray version this crate's API uses (re-exported so callers match it).

@@ -52,12 +52,12 @@ impl NeighbourLists {
     }
 
     /// All ids, row-major.
-    pub fn all_ids(&self) -> &[u32] {
+    pub(crate) fn all_ids(&self) -> &[u32] {
         &self.ids
     }
 
     /// All distances, row-major.
-    pub fn all_dists(&self) -> &[f64] {
+    pub(crate) fn all_dists(&self) -> &[f64] {
         &self.dists
     }
 }

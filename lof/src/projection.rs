@@ -23,7 +23,7 @@ const VARIANCE_KEPT: f64 = 0.99;
 
 /// The principal axes of a training set and how many of them the screening space keeps.
 #[derive(Debug, Clone)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// Training mean, subtracted before projecting.
     mean: Vec<f64>,
     /// The first `p` principal axes, as rows (p x d).
@@ -34,7 +34,7 @@ impl Projection {
     /// Fits the principal axes of `data` (n x d). `None` when the screening space would
     /// not be much smaller than `d` (then screening in it saves nothing), or when there
     /// are too few points to estimate a covariance.
-    pub fn fit(data: ArrayView2<'_, f32>) -> Option<Self> {
+    pub(crate) fn fit(data: ArrayView2<'_, f32>) -> Option<Self> {
         let (n, d) = data.dim();
         if n < 2 || d < 8 {
             return None;
@@ -72,13 +72,14 @@ impl Projection {
     }
 
     /// Dimension of the screening space (`p + 1`).
-    pub fn dim(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn dim(&self) -> usize {
         self.axes.nrows() + 1
     }
 
     /// The screening coordinates of every row of `points` (b x d), computed in f64 and
     /// stored as f32 (the screening bound accounts for that rounding).
-    pub fn apply(&self, points: ArrayView2<'_, f32>) -> Array2<f32> {
+    pub(crate) fn apply(&self, points: ArrayView2<'_, f32>) -> Array2<f32> {
         let (p, d) = self.axes.dim();
         let points = points.as_standard_layout();
         let flat = points.as_slice().expect("standard layout");

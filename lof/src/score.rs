@@ -20,10 +20,10 @@ use crate::error::LofError;
 use crate::neighbours::NeighbourLists;
 
 /// The term scikit-learn adds to the mean reachability distance before inverting it.
-pub const LRD_EPSILON: f64 = 1e-10;
+pub(crate) const LRD_EPSILON: f64 = 1e-10;
 
 /// `kdist(p)` for every training point: the distance to its k-th (last) neighbour.
-pub fn kdist(training_neighbours: &NeighbourLists) -> Vec<f64> {
+pub(crate) fn kdist(training_neighbours: &NeighbourLists) -> Vec<f64> {
     let k = training_neighbours.k();
     (0..training_neighbours.len())
         .map(|p| training_neighbours.dists(p)[k - 1])
@@ -32,7 +32,7 @@ pub fn kdist(training_neighbours: &NeighbourLists) -> Vec<f64> {
 
 /// Ids of the `share` of the points with the largest k-distance (at least one),
 /// ascending: the sparsest, where graph links lead least.
-pub fn sparsest(kdist: &[f64], share: f64) -> Vec<u32> {
+pub(crate) fn sparsest(kdist: &[f64], share: f64) -> Vec<u32> {
     let n = kdist.len();
     let mut ids: Vec<u32> = (0..n as u32).collect();
     if n == 0 {
@@ -49,7 +49,7 @@ pub fn sparsest(kdist: &[f64], share: f64) -> Vec<u32> {
 
 /// Local reachability density of one point from its neighbours' ids and distances and
 /// the training k-distances: `1 / (mean max(kdist(o), d) + 1e-10)`.
-pub fn local_reachability_density(ids: &[u32], dists: &[f64], kdist: &[f64]) -> f64 {
+pub(crate) fn local_reachability_density(ids: &[u32], dists: &[f64], kdist: &[f64]) -> f64 {
     debug_assert_eq!(ids.len(), dists.len());
     let sum: f64 = ids
         .iter()
@@ -60,7 +60,7 @@ pub fn local_reachability_density(ids: &[u32], dists: &[f64], kdist: &[f64]) -> 
 }
 
 /// `lrd(p)` for every training point.
-pub fn training_lrd(training_neighbours: &NeighbourLists, kdist: &[f64]) -> Vec<f64> {
+pub(crate) fn training_lrd(training_neighbours: &NeighbourLists, kdist: &[f64]) -> Vec<f64> {
     (0..training_neighbours.len())
         .map(|p| {
             local_reachability_density(
@@ -74,26 +74,26 @@ pub fn training_lrd(training_neighbours: &NeighbourLists, kdist: &[f64]) -> Vec<
 
 /// Score of a point with density `own_lrd` whose neighbours are `ids`:
 /// `-mean(lrd(o) / own_lrd)` (the ratio form is scikit-learn's, kept for rounding).
-pub fn score_from_lrd(ids: &[u32], own_lrd: f64, lrd: &[f64]) -> f64 {
+pub(crate) fn score_from_lrd(ids: &[u32], own_lrd: f64, lrd: &[f64]) -> f64 {
     let sum: f64 = ids.iter().map(|&o| lrd[o as usize] / own_lrd).sum();
     -(sum / ids.len() as f64)
 }
 
 /// Training scores (scikit-learn's `negative_outlier_factor_`), in training order.
-pub fn training_scores(training_neighbours: &NeighbourLists, lrd: &[f64]) -> Vec<f64> {
+pub(crate) fn training_scores(training_neighbours: &NeighbourLists, lrd: &[f64]) -> Vec<f64> {
     (0..training_neighbours.len())
         .map(|p| score_from_lrd(training_neighbours.ids(p), lrd[p], lrd))
         .collect()
 }
 
 /// Score of a query from its k nearest training points (scikit-learn's `score_samples`).
-pub fn query_score(ids: &[u32], dists: &[f64], kdist: &[f64], lrd: &[f64]) -> f64 {
+pub(crate) fn query_score(ids: &[u32], dists: &[f64], kdist: &[f64], lrd: &[f64]) -> f64 {
     let own = local_reachability_density(ids, dists, kdist);
     score_from_lrd(ids, own, lrd)
 }
 
 /// Sorts scores ascending (total order; scores are finite by construction).
-pub fn sort_scores(mut scores: Vec<f64>) -> Vec<f64> {
+pub(crate) fn sort_scores(mut scores: Vec<f64>) -> Vec<f64> {
     scores.sort_by(f64::total_cmp);
     scores
 }
@@ -151,31 +151,13 @@ pub enum Verdict {
     Reject,
 }
 
-/// A query's score measured against a threshold.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
-    /// `score - threshold` (scikit-learn's `decision_function`); negative means reject.
-    pub decision: f64,
-    /// The verdict that follows from `decision`.
-    pub verdict: Verdict,
-}
-
-/// `decision = score - threshold`, rejected when strictly negative (scikit-learn's
-/// `predict` returns -1 exactly when `score_samples < offset_`).
-pub fn decide(score: f64, threshold: f64) -> Decision {
-    let decision = score - threshold;
-    let verdict = if decision < 0.0 {
-        Verdict::Reject
-    } else {
-        Verdict::Accept
-    };
-    Decision { decision, verdict }
-}
-
 /// The k-distance threshold for a rate r: the training points' own k-distances (each
 /// to its k-th *other* training point), numpy's linear percentile at `100 (1 - r)`, so
 /// that a share r of the training points lie beyond it.
-pub fn distance_threshold(sorted_training_kdist: &[f64], rate: f64) -> Result<f64, LofError> {
+pub(crate) fn distance_threshold(
+    sorted_training_kdist: &[f64],
+    rate: f64,
+) -> Result<f64, LofError> {
     if !(0.0..=1.0).contains(&rate) {
         return Err(LofError::InvalidInput(format!(
             "rate must lie in [0, 1], got {rate}"
@@ -194,34 +176,38 @@ pub fn distance_threshold(sorted_training_kdist: &[f64], rate: f64) -> Result<f6
 /// `offset_`) and, when the distance check is on, a threshold on the query's k-distance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
+    /// Scores below this are LOF outliers.
     pub lof: f64,
+    /// k-distances above this are too far from the training set; None: no distance check.
     pub distance: Option<f64>,
 }
 
-/// A verdict from both parts.
+/// A query measured against both lines, and the verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FusedDecision {
-    /// LOF alone, exactly scikit-learn's `decision_function` and `predict`.
-    pub lof: Decision,
+pub struct Decision {
+    /// `score - threshold`: scikit-learn's `decision_function`; negative when LOF
+    /// alone rejects (scikit-learn's `predict` returns -1 exactly then).
+    pub lof: f64,
     /// `(threshold - kdist) / threshold`: negative when the query's k-th nearest
     /// training point is farther than the threshold. None without the distance check.
     pub distance: Option<f64>,
     pub verdict: Verdict,
 }
 
-/// The rule the service applies: Reject when LOF rejects (scikit-learn's rule) or the
-/// query's distance to its k-th nearest training point exceeds the distance threshold.
-/// LOF compares densities only locally, so an image far from every digit whose nearest
-/// training points are themselves sparse scores as ordinary; the distance part catches it.
-pub fn decide_fused(score: f64, kth_distance: f64, thresholds: Thresholds) -> FusedDecision {
-    let lof = decide(score, thresholds.lof);
+/// The rule: Reject when LOF rejects (`score < thresholds.lof`, scikit-learn's rule) or
+/// the query's distance to its k-th nearest training point exceeds the distance
+/// threshold. LOF compares densities only locally, so an image far from every digit
+/// whose nearest training points are themselves sparse scores as ordinary; the distance
+/// part catches it. Without a distance threshold this is scikit-learn's `predict`.
+pub fn decide(score: f64, kth_distance: f64, thresholds: Thresholds) -> Decision {
+    let lof = score - thresholds.lof;
     let distance = thresholds.distance.map(|t| (t - kth_distance) / t);
-    let verdict = if lof.verdict == Verdict::Reject || distance.is_some_and(|d| d < 0.0) {
+    let verdict = if lof < 0.0 || distance.is_some_and(|d| d < 0.0) {
         Verdict::Reject
     } else {
         Verdict::Accept
     };
-    FusedDecision {
+    Decision {
         lof,
         distance,
         verdict,
@@ -232,7 +218,7 @@ pub fn decide_fused(score: f64, kth_distance: f64, thresholds: Thresholds) -> Fu
 /// percentile of the ascending `sorted` reaches `value` (0 below the smallest, 1 above
 /// the largest). So `value < percentile_linear(sorted, 100 r)` exactly when the tail is
 /// below r, up to rounding.
-pub fn lower_tail(sorted: &[f64], value: f64) -> f64 {
+pub(crate) fn lower_tail(sorted: &[f64], value: f64) -> f64 {
     let n = sorted.len();
     if n < 2 || value <= sorted[0] {
         return if n > 0 && value > sorted[0] { 1.0 } else { 0.0 };
@@ -251,7 +237,7 @@ pub fn lower_tail(sorted: &[f64], value: f64) -> f64 {
 /// upper tail of its k-distance among the training k-distances (without the distance
 /// part, the LOF tail alone). The fused rule rejects about when this is below the
 /// contamination; it ranks images for AUROC whatever the threshold.
-pub fn training_tail(
+pub(crate) fn training_tail(
     sorted_scores: &[f64],
     score: f64,
     sorted_kdist: Option<&[f64]>,
@@ -274,7 +260,7 @@ pub struct TrainingDistribution {
 }
 
 impl TrainingDistribution {
-    pub fn new(sorted_scores: Vec<f64>, kdist: &[f64]) -> Self {
+    pub(crate) fn new(sorted_scores: Vec<f64>, kdist: &[f64]) -> Self {
         Self {
             sorted_scores,
             sorted_kdist: sort_scores(kdist.to_vec()),
@@ -282,7 +268,7 @@ impl TrainingDistribution {
     }
 
     /// Training scores, ascending (scikit-learn's `negative_outlier_factor_`, sorted).
-    pub fn sorted_scores(&self) -> &[f64] {
+    pub(crate) fn sorted_scores(&self) -> &[f64] {
         &self.sorted_scores
     }
 
@@ -416,9 +402,16 @@ mod tests {
 
     #[test]
     fn decide_rejects_strictly_below() {
-        assert_eq!(decide(-1.0, -1.0).verdict, Verdict::Accept);
-        assert_eq!(decide(-1.0001, -1.0).verdict, Verdict::Reject);
-        assert!((decide(-0.5, -1.5).decision - 1.0).abs() < 1e-12);
+        let lof_only = |lof| Thresholds {
+            lof,
+            distance: None,
+        };
+        assert_eq!(decide(-1.0, 0.0, lof_only(-1.0)).verdict, Verdict::Accept);
+        assert_eq!(
+            decide(-1.0001, 0.0, lof_only(-1.0)).verdict,
+            Verdict::Reject
+        );
+        assert!((decide(-0.5, 0.0, lof_only(-1.5)).lof - 1.0).abs() < 1e-12);
     }
 
     #[test]
@@ -436,25 +429,23 @@ mod tests {
             lof: -2.0,
             distance: Some(10.0),
         };
-        let d = decide_fused(-1.0, 5.0, both);
+        let d = decide(-1.0, 5.0, both);
         assert_eq!(d.verdict, Verdict::Accept);
         assert!((d.distance.unwrap() - 0.5).abs() < 1e-12);
         // LOF calls it ordinary, but it lies beyond the distance threshold.
-        let d = decide_fused(-1.0, 12.0, both);
-        assert_eq!(
-            (d.lof.verdict, d.verdict),
-            (Verdict::Accept, Verdict::Reject)
-        );
+        let d = decide(-1.0, 12.0, both);
+        assert!(d.lof >= 0.0);
+        assert_eq!(d.verdict, Verdict::Reject);
         assert!((d.distance.unwrap() + 0.2).abs() < 1e-12);
         // LOF rejects; the distance part accepts.
-        let d = decide_fused(-3.0, 1.0, both);
+        let d = decide(-3.0, 1.0, both);
         assert_eq!(d.verdict, Verdict::Reject);
         // Without the distance check, LOF alone decides.
         let lof_only = Thresholds {
             lof: -2.0,
             distance: None,
         };
-        let d = decide_fused(-1.0, 1e9, lof_only);
+        let d = decide(-1.0, 1e9, lof_only);
         assert_eq!((d.verdict, d.distance), (Verdict::Accept, None));
     }
 

@@ -2,9 +2,8 @@
 
 mod common;
 
-use oodgate_lof::NeighbourLists;
-use oodgate_lof::exact::ExactIndex;
 use oodgate_lof::ndarray::Array2;
+use oodgate_lof::{ExactIndex, NeighbourLists};
 
 fn naive(x: &Array2<f32>, q: &Array2<f32>, k: usize, exclude_self: bool) -> NeighbourLists {
     let (mut ids, mut dists) = (vec![], vec![]);

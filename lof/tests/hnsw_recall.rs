@@ -7,6 +7,14 @@ use std::collections::HashSet;
 use oodgate_lof::ndarray::Array2;
 use oodgate_lof::{HnswParams, LofIndex, SearchMode};
 
+/// The graph parameters these recall bounds were set at: search width 64.
+fn params() -> HnswParams {
+    HnswParams {
+        ef_search: 64,
+        ..HnswParams::default()
+    }
+}
+
 #[test]
 fn recall_is_high_on_clustered_data() {
     let (n, d, k) = (6000, 32, 10);
@@ -14,8 +22,7 @@ fn recall_is_high_on_clustered_data() {
     let (mut data, mut labels) = common::clustered(n + 500, d, 20, 0.35, 21);
     let qdata = data.split_off(n * d);
     labels.truncate(n);
-    let (index, report) =
-        LofIndex::build(data, labels, d, k, HnswParams::default(), false).unwrap();
+    let (index, report) = LofIndex::build(data, labels, d, k, params(), false).unwrap();
     println!("{report:?}");
     assert_eq!(report.recall.sample, 1000);
     assert!(
@@ -70,7 +77,7 @@ fn training_neighbours_from_the_graph_agree_with_exact_ones() {
     }
     let n = data.len() / d;
     labels.resize(n, 0);
-    let params = HnswParams::default();
+    let params = params();
     let (exact, _) = LofIndex::build(data.clone(), labels.clone(), d, k, params, false).unwrap();
     let (graph, report) = LofIndex::build_with(
         data,

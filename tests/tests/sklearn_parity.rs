@@ -10,7 +10,7 @@ use std::process::Command;
 use ndarray::{Array1, Array2};
 use ndarray_npy::ReadNpyExt;
 use oodgate_e2e::{binary, python, run, workspace};
-use oodgate_lof::index::{LofIndex, SearchMode};
+use oodgate_lof::{LofIndex, SearchMode};
 use oodgate_server::app::config::Config;
 use oodgate_server::app::load::index_path;
 use oodgate_server::core::model::ModelFiles;
@@ -93,7 +93,7 @@ fn lof_matches_scikit_learn() {
     // with HNSW at a few ef values so the trade-off is visible; the configured search
     // mode must agree with scikit-learn on at least 99.9 % of them.
     let offsets = ["0.001", "0.01"].map(|c| (c, meta["offsets"][c].as_f64().unwrap()));
-    let agreement = |results: &[oodgate_lof::index::QueryResult], offset: f64| {
+    let agreement = |results: &[oodgate_lof::QueryResult], offset: f64| {
         results
             .iter()
             .zip(expected.iter())

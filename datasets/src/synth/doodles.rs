@@ -18,7 +18,7 @@ use super::render::Strokes;
 
 /// The doodle kinds, in label order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Doodle {
+pub(crate) enum Doodle {
     /// Five-point star drawn in one line (a pentagram).
     Star,
     /// Five-point star as its outline.
@@ -58,7 +58,7 @@ pub enum Doodle {
 
 impl Doodle {
     /// Every kind, in label order.
-    pub const ALL: [Doodle; 25] = [
+    pub(crate) const ALL: [Doodle; 25] = [
         Doodle::Star,
         Doodle::StarOutline,
         Doodle::Smiley,
@@ -87,7 +87,7 @@ impl Doodle {
     ];
 
     /// The class name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Doodle::Star => "star",
             Doodle::StarOutline => "star-outline",
@@ -119,7 +119,7 @@ impl Doodle {
 
     /// The widest pen (final pixels) this kind is drawn with: kinds with small parts
     /// (a cat's whiskers, a flower's petals) would be a blot under a wider one.
-    pub fn max_pen(self) -> f32 {
+    pub(crate) fn max_pen(self) -> f32 {
         match self {
             Doodle::Smiley
             | Doodle::Sun
@@ -136,7 +136,7 @@ impl Doodle {
     }
 
     /// One random drawing of this kind.
-    pub fn strokes(self, rng: &mut impl Rng) -> Strokes {
+    pub(crate) fn strokes(self, rng: &mut impl Rng) -> Strokes {
         let mut r = |lo: f32, hi: f32| rng.random_range(lo..=hi);
         match self {
             Doodle::Star => {

@@ -22,9 +22,10 @@ const fn font(package: &'static str, path: &'static str) -> FontFile {
     FontFile { path, package }
 }
 
-/// The Debian packages of [`FONT_FILES`] (and of the Hershey fonts), for setup scripts
-/// and error messages.
-pub const FONT_PACKAGES: [&str; 8] = [
+/// The Debian packages of [`FONT_FILES`] (and of the Hershey fonts): the tests check
+/// that `scripts/setup.sh` installs each.
+#[cfg(test)]
+pub(crate) const FONT_PACKAGES: [&str; 8] = [
     "fonts-dejavu-core",
     "fonts-liberation2",
     "fonts-freefont-ttf",
@@ -38,7 +39,7 @@ pub const FONT_PACKAGES: [&str; 8] = [
 /// Every font the letters and typed digits are typeset in: sans, serif, monospaced,
 /// condensed, geometric, bold, italic, and handwriting-like (Comic Neue, Chorus).
 #[rustfmt::skip]
-pub const FONT_FILES: &[FontFile] = &[
+pub(crate) const FONT_FILES: &[FontFile] = &[
     // Sans.
     font("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
     font("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
@@ -74,8 +75,7 @@ pub const FONT_FILES: &[FontFile] = &[
 
 /// The outlines of some characters in one font, in font units with y down.
 #[derive(Debug, Clone)]
-pub struct FontOutlines {
-    pub file: FontFile,
+pub(super) struct FontOutlines {
     /// `paths[i]` is the outline of the i-th requested character.
     pub paths: Vec<SkPath>,
 }
@@ -85,7 +85,7 @@ pub struct FontOutlines {
 /// Fails on the first file that is missing ([`DatasetError::MissingFont`], naming it
 /// and its package), cannot be parsed, or lacks one of the characters
 /// ([`DatasetError::BadFont`]): never a silently smaller set.
-pub fn load_outlines(files: &[FontFile], chars: &[char]) -> Result<Vec<FontOutlines>> {
+pub(super) fn load_outlines(files: &[FontFile], chars: &[char]) -> Result<Vec<FontOutlines>> {
     files
         .iter()
         .map(|&file| {
@@ -117,7 +117,7 @@ pub fn load_outlines(files: &[FontFile], chars: &[char]) -> Result<Vec<FontOutli
                         .ok_or_else(|| bad(format!("empty outline for {c:?}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok(FontOutlines { file, paths })
+            Ok(FontOutlines { paths })
         })
         .collect()
 }

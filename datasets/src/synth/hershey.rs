@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{DatasetError, Result};
 
 /// Where Debian installs the Hershey fonts.
-pub const HERSHEY_DIR: &str = "/usr/share/hershey-fonts";
+pub(crate) const HERSHEY_DIR: &str = "/usr/share/hershey-fonts";
 
 /// The Debian package that holds them.
-pub const HERSHEY_PACKAGE: &str = "hershey-fonts-data";
+pub(super) const HERSHEY_PACKAGE: &str = "hershey-fonts-data";
 
 /// One glyph: its margins and its strokes (polylines, x right, y down).
 #[derive(Debug, Clone, PartialEq)]
-pub struct HersheyGlyph {
+pub(crate) struct HersheyGlyph {
     /// Left margin (usually negative: the glyph's origin is its centre).
     pub left: i32,
     /// Right margin.
@@ -30,7 +30,7 @@ pub struct HersheyGlyph {
 
 /// A parsed `.jhf` file.
 #[derive(Debug, Clone)]
-pub struct HersheyFont {
+pub(crate) struct HersheyFont {
     /// The file it came from.
     pub path: PathBuf,
     /// Glyphs in file order.
@@ -40,7 +40,7 @@ pub struct HersheyFont {
 impl HersheyFont {
     /// Reads and parses a `.jhf` file. A missing file is [`DatasetError::MissingFont`]
     /// (naming `hershey-fonts-data`), a malformed one [`DatasetError::BadFont`].
-    pub fn load(path: &Path) -> Result<Self> {
+    pub(crate) fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DatasetError::MissingFont {
                 path: path.to_path_buf(),
@@ -59,12 +59,12 @@ impl HersheyFont {
     }
 
     /// `dir/<name>.jhf`.
-    pub fn load_named(dir: &Path, name: &str) -> Result<Self> {
+    pub(crate) fn load_named(dir: &Path, name: &str) -> Result<Self> {
         Self::load(&dir.join(format!("{name}.jhf")))
     }
 
     /// The glyph of a printable ASCII character (Latin fonts: glyph `i` is `32 + i`).
-    pub fn glyph(&self, c: char) -> Option<&HersheyGlyph> {
+    pub(crate) fn glyph(&self, c: char) -> Option<&HersheyGlyph> {
         let code = u32::from(c);
         if !(32..127).contains(&code) {
             return None;
@@ -75,7 +75,7 @@ impl HersheyFont {
 
 /// Parses the text of a `.jhf` file into its glyphs, in file order. The error says which
 /// line is wrong and how.
-pub fn parse_jhf(text: &[u8]) -> Result<Vec<HersheyGlyph>, String> {
+pub(super) fn parse_jhf(text: &[u8]) -> Result<Vec<HersheyGlyph>, String> {
     let lines: Vec<&[u8]> = text
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))

@@ -2,14 +2,14 @@
 //! to a digit: what an out-of-distribution gate must reject (letters, doodles) or
 //! accept (typed digits) although the model never saw anything like them.
 //!
-//! - [`letters`]: Latin letters A-Z and a-z except those that are also digit shapes
+//! - [`SynthSet::Letters`]: Latin letters A-Z and a-z except those that are also digit shapes
 //!   ([`EXCLUDED_LETTERS`]: O o l I S s Z z b g q), typeset in the TrueType/OpenType
 //!   fonts of [`FONT_FILES`] and drawn with a pen from every Latin Hershey stroke font
 //!   ([`letter_hershey_fonts`]). Class = the letter.
-//! - [`typed_digits`]: 0-9 from the same TrueType/OpenType fonts and from the Hershey
+//! - [`SynthSet::TypedDigits`]: 0-9 from the same TrueType/OpenType fonts and from the Hershey
 //!   fonts the trainer does not use ([`TYPED_DIGIT_HERSHEY_FONTS`]). Class = the digit:
 //!   a labelled digit set.
-//! - [`doodles`]: stars, smileys, hearts, arrows, houses... drawn as pen strokes with a
+//! - [`SynthSet::Doodles`]: stars, smileys, hearts, arrows, houses... drawn as pen strokes with a
 //!   hand's wobble ([`Doodle`]). Class = the kind.
 //!
 //! Each image is drawn with a random hand (rotation ±12°, shear ±0.25, aspect ±12 %;
@@ -24,16 +24,18 @@
 //! byte-identical set wherever the same font packages are installed: image `i` draws
 //! from its own ChaCha8 stream (key from the seed, stream `i`), so the order rayon
 //! runs them in does not matter. A font file that is missing is an error that names it
-//! and its Debian package ([`fonts::FONT_PACKAGES`]; `scripts/setup.sh test` installs
+//! and its Debian package (`FONT_PACKAGES`; `scripts/setup.sh test` installs
 //! them), never a silently smaller set.
 //!
 //! These sets are report-only (DESIGN.md, "Measuring out-of-distribution quality
 //! honestly"): nothing is tuned on them.
 
-pub mod doodles;
-pub mod fonts;
-pub mod hershey;
-pub mod render;
+mod doodles;
+mod fonts;
+mod hershey;
+mod render;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
@@ -41,26 +43,27 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-pub use doodles::Doodle;
-pub use fonts::{FONT_FILES, FONT_PACKAGES, FontFile};
-pub use hershey::{HERSHEY_DIR, HersheyFont};
+pub(crate) use doodles::Doodle;
+pub(crate) use fonts::{FONT_FILES, FontFile};
+pub(crate) use hershey::{HERSHEY_DIR, HersheyFont};
 
 use crate::error::{DatasetError, Result};
 use crate::{Dataset, MNIST_CLASSES, class_names};
 use render::{Ink, SIZE};
 
-/// Letters left out of [`letters`] because they are also digit shapes (0, 1, 5, 2, 6,
+/// Letters left out of [`SynthSet::Letters`] because they are also digit shapes (0, 1, 5, 2, 6,
 /// 9): an image of one of them is a digit as much as a letter.
-pub const EXCLUDED_LETTERS: [char; 11] = ['O', 'o', 'l', 'I', 'S', 's', 'Z', 'z', 'b', 'g', 'q'];
+pub(crate) const EXCLUDED_LETTERS: [char; 11] =
+    ['O', 'o', 'l', 'I', 'S', 's', 'Z', 'z', 'b', 'g', 'q'];
 
 /// Latin Hershey fonts whose digits the trainer draws as training digits
 /// (`DIGIT_FONTS` in `train/oodtrain/glyphs.py`): letters only, never typed digits.
-pub const TRAINER_DIGIT_HERSHEY_FONTS: [&str; 7] = [
+pub(crate) const TRAINER_DIGIT_HERSHEY_FONTS: [&str; 7] = [
     "futural", "futuram", "rowmans", "rowmand", "rowmant", "timesr", "timesrb",
 ];
 
 /// Every Latin Hershey font: the letters are drawn from all of them.
-pub fn letter_hershey_fonts() -> Vec<&'static str> {
+pub(crate) fn letter_hershey_fonts() -> Vec<&'static str> {
     [
         &TRAINER_DIGIT_HERSHEY_FONTS[..],
         &TYPED_DIGIT_HERSHEY_FONTS[..],
@@ -68,9 +71,9 @@ pub fn letter_hershey_fonts() -> Vec<&'static str> {
     .concat()
 }
 
-/// The Hershey fonts of [`typed_digits`]: the Latin ones but
+/// The Hershey fonts of [`SynthSet::TypedDigits`]: the Latin ones but
 /// [`TRAINER_DIGIT_HERSHEY_FONTS`], whose digits are training data.
-pub const TYPED_DIGIT_HERSHEY_FONTS: [&str; 11] = [
+pub(crate) const TYPED_DIGIT_HERSHEY_FONTS: [&str; 11] = [
     "timesi",
     "timesib",
     "scripts",
@@ -89,9 +92,9 @@ pub const TYPED_DIGIT_HERSHEY_FONTS: [&str; 11] = [
 /// draw of an image.
 const MAX_ATTEMPTS: usize = 64;
 
-/// The letters of [`letters`], in label order: A-Z then a-z, without
+/// The letters of [`SynthSet::Letters`], in label order: A-Z then a-z, without
 /// [`EXCLUDED_LETTERS`].
-pub fn kept_letters() -> Vec<char> {
+pub(crate) fn kept_letters() -> Vec<char> {
     ('A'..='Z')
         .chain('a'..='z')
         .filter(|c| !EXCLUDED_LETTERS.contains(c))
@@ -213,21 +216,6 @@ impl SynthSet {
             }
         }
     }
-}
-
-/// [`SynthSet::Letters`] at `seed` ([`SynthSet::default_seed`] for the defined set).
-pub fn letters(seed: u64) -> Result<Dataset> {
-    SynthSet::Letters.generate(seed)
-}
-
-/// [`SynthSet::TypedDigits`] at `seed`.
-pub fn typed_digits(seed: u64) -> Result<Dataset> {
-    SynthSet::TypedDigits.generate(seed)
-}
-
-/// [`SynthSet::Doodles`] at `seed`.
-pub fn doodles(seed: u64) -> Result<Dataset> {
-    SynthSet::Doodles.generate(seed)
 }
 
 /// Letters or digits: image `i` is character `i mod chars.len()`, half of the time

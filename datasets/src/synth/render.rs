@@ -11,9 +11,9 @@ use rand::Rng;
 use tiny_skia::{FillRule, LineCap, LineJoin, Paint, Path, PathBuilder, Pixmap, Stroke, Transform};
 
 /// Side of the final image.
-pub const SIZE: usize = 28;
+pub(super) const SIZE: usize = 28;
 /// Longer side of the ink's box in the final image.
-pub const BOX: usize = 20;
+pub(super) const BOX: usize = 20;
 /// Longer side of the ink's box while drawing: four times [`BOX`], so strokes and
 /// outlines are anti-aliased twice (by `tiny-skia`, then by the area average).
 const CANVAS_BOX: f32 = 4.0 * BOX as f32;
@@ -23,14 +23,14 @@ const INK: f32 = 0.5;
 /// How far (final pixels) the ink's centre of mass may end up from the image centre,
 /// when the ink has to be moved to stay inside the image. Beyond it the drawing is
 /// refused and drawn again.
-pub const MAX_CENTRE_ERROR: f32 = 1.0;
+pub(super) const MAX_CENTRE_ERROR: f32 = 1.0;
 
 /// Polylines, x right, y down, in any unit.
-pub type Strokes = Vec<Vec<(f32, f32)>>;
+pub(super) type Strokes = Vec<Vec<(f32, f32)>>;
 
 /// How a path is inked. Widths are in pixels of the final 28x28 image.
 #[derive(Debug, Clone, Copy)]
-pub enum Ink {
+pub(super) enum Ink {
     /// A round pen along the path.
     Pen(f32),
     /// The path filled (non-zero winding, as fonts are), its outline also stroked with
@@ -40,7 +40,12 @@ pub enum Ink {
 
 /// A random hand: rotation up to `rotate_deg`, shear up to `shear`, x stretched or
 /// squeezed by up to `aspect` (a fraction).
-pub fn random_hand(rng: &mut impl Rng, rotate_deg: f32, shear: f32, aspect: f32) -> Transform {
+pub(super) fn random_hand(
+    rng: &mut impl Rng,
+    rotate_deg: f32,
+    shear: f32,
+    aspect: f32,
+) -> Transform {
     let angle = rng.random_range(-rotate_deg..=rotate_deg);
     let kx = rng.random_range(-shear..=shear);
     let sx = 1.0 + rng.random_range(-aspect..=aspect);
@@ -50,7 +55,7 @@ pub fn random_hand(rng: &mut impl Rng, rotate_deg: f32, shear: f32, aspect: f32)
 }
 
 /// The default hand of the synthetic sets: ±12°, shear ±0.25, aspect ±12 %.
-pub fn hand(rng: &mut impl Rng) -> Transform {
+pub(super) fn hand(rng: &mut impl Rng) -> Transform {
     random_hand(rng, 12.0, 0.25, 0.12)
 }
 
@@ -58,7 +63,7 @@ pub fn hand(rng: &mut impl Rng) -> Transform {
 /// drawing's size), then the lines cut into short pieces and bent by a smooth random
 /// displacement of amplitude `bend` (also a fraction of the size), as a hand that does
 /// not draw quite straight.
-pub fn wobble(rng: &mut impl Rng, strokes: &Strokes, jitter: f32, bend: f32) -> Strokes {
+pub(super) fn wobble(rng: &mut impl Rng, strokes: &Strokes, jitter: f32, bend: f32) -> Strokes {
     let size = extent(strokes).max(1e-6);
     let step = size / 24.0;
     // Two plane waves per axis, wavelength about one to two drawing sizes.
@@ -117,7 +122,7 @@ fn extent(strokes: &Strokes) -> f32 {
 
 /// Polylines as a path. A single point becomes a tiny segment, so a round pen draws a
 /// dot. None when there is nothing to draw.
-pub fn polylines(strokes: &Strokes) -> Option<Path> {
+pub(super) fn polylines(strokes: &Strokes) -> Option<Path> {
     let mut builder = PathBuilder::new();
     for line in strokes.iter().filter(|l| !l.is_empty()) {
         let (x, y) = line[0];
@@ -137,7 +142,7 @@ pub fn polylines(strokes: &Strokes) -> Option<Path> {
 /// None when there is no ink, or when the ink's centre of mass cannot be put within
 /// [`MAX_CENTRE_ERROR`] of the centre without cutting the ink (a very lopsided shape):
 /// the caller draws again.
-pub fn draw(path: &Path, hand: Transform, ink: Ink) -> Option<[u8; SIZE * SIZE]> {
+pub(super) fn draw(path: &Path, hand: Transform, ink: Ink) -> Option<[u8; SIZE * SIZE]> {
     let path = path.clone().transform(hand)?;
     let bounds = path.compute_tight_bounds()?;
     let long = bounds.width().max(bounds.height());
@@ -197,7 +202,7 @@ pub fn draw(path: &Path, hand: Transform, ink: Ink) -> Option<[u8; SIZE * SIZE]>
 }
 
 /// MNIST's normalisation of a coverage map (`w` x `h`, values in [0, 1]).
-pub fn normalise(coverage: &[f32], w: usize, h: usize) -> Option<[u8; SIZE * SIZE]> {
+pub(super) fn normalise(coverage: &[f32], w: usize, h: usize) -> Option<[u8; SIZE * SIZE]> {
     // 1. Crop to the ink.
     let ink = |x: usize, y: usize| coverage[y * w + x] >= INK;
     let rows: Vec<usize> = (0..h).filter(|&y| (0..w).any(|x| ink(x, y))).collect();

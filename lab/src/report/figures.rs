@@ -246,6 +246,8 @@ pub struct ScoreSet<'a> {
     pub scores: &'a [f64],
 }
 
+/// Nearest-rank quantile, not numpy's interpolated percentile: it only picks where the
+/// histograms' axis starts.
 fn quantile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -253,7 +255,7 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 }
 
 fn percent_below(scores: &[f64], threshold: f64) -> f64 {
-    100.0 * oodgate_lof::roc::rejected_fraction(scores, threshold)
+    100.0 * oodgate_lof::rejected_fraction(scores, threshold)
 }
 
 /// Histograms (fraction of each set per bin) of the three sets' scores, with a dashed
@@ -437,8 +439,8 @@ pub fn roc_curves(
                 });
             for (i, (_, offset)) in thresholds.iter().enumerate() {
                 let point = (
-                    1.0 - oodgate_lof::roc::rejected_fraction(set.scores, *offset),
-                    1.0 - oodgate_lof::roc::rejected_fraction(inliers.scores, *offset),
+                    1.0 - oodgate_lof::rejected_fraction(set.scores, *offset),
+                    1.0 - oodgate_lof::rejected_fraction(inliers.scores, *offset),
                 );
                 if i == 0 {
                     chart.draw_series(std::iter::once(Circle::new(

@@ -3,14 +3,14 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 /// splitmix64: tiny, deterministic, good enough for test data.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -19,25 +19,25 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform(); // (0, 1]
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 }
 
 /// `n` points in `clusters` Gaussian clusters (centres N(0, 1) per axis, then points
 /// `spread` around them), row-major, with the cluster as label.
-pub fn clustered(
+pub(crate) fn clustered(
     n: usize,
     dim: usize,
     clusters: usize,
@@ -66,7 +66,7 @@ pub fn clustered(
 /// `latent`-dimensional Gaussian blob mapped into `dim` dimensions by its own random linear
 /// map (so the intrinsic dimension is low, as for real embeddings), plus a little
 /// isotropic noise, every row then scaled to norm `radius`.
-pub struct EmbeddingLike {
+pub(crate) struct EmbeddingLike {
     dim: usize,
     latent: usize,
     centres: Vec<Vec<f64>>,
@@ -76,7 +76,7 @@ pub struct EmbeddingLike {
 }
 
 impl EmbeddingLike {
-    pub fn new(dim: usize, clusters: usize, latent: usize, radius: f64, seed: u64) -> Self {
+    pub(crate) fn new(dim: usize, clusters: usize, latent: usize, radius: f64, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let centres = (0..clusters)
             .map(|_| (0..dim).map(|_| rng.normal()).collect())
@@ -94,7 +94,7 @@ impl EmbeddingLike {
     }
 
     /// `n` points of random classes, with their class labels.
-    pub fn sample(&self, n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
+    pub(crate) fn sample(&self, n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
         let mut rng = Rng::new(seed);
         let mut data = Vec::with_capacity(n * self.dim);
         let mut labels = Vec::with_capacity(n);
@@ -117,7 +117,7 @@ impl EmbeddingLike {
     }
 
     /// `n` points in uniformly random directions at the same radius: out of distribution.
-    pub fn outliers(&self, n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn outliers(&self, n: usize, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut data = Vec::with_capacity(n * self.dim);
         for _ in 0..n {

@@ -5,7 +5,7 @@
 //! [`Scored::judge`].
 
 use ndarray::ArrayView2;
-use oodgate_lof::{LofIndex, Neighbour, SearchMode, Thresholds, Verdict, decide_fused};
+use oodgate_lof::{LofIndex, Neighbour, SearchMode, Thresholds, Verdict, decide};
 
 use crate::core::embed::{EmbedError, Embedded, Embedder};
 use crate::core::model::ModelFiles;
@@ -47,7 +47,7 @@ pub struct Judgement {
     /// `(distance_threshold - kth_distance) / distance_threshold`; negative rejects.
     pub distance_decision: Option<f64>,
     /// The share of training images at least as unusual, by the more suspicious part
-    /// (`oodgate_lof::training_tail`): ranks images whatever the threshold.
+    /// (`TrainingDistribution::training_tail`): ranks images whatever the threshold.
     pub training_tail: f64,
     pub rejected: bool,
     /// The k nearest training points, nearest first.
@@ -162,16 +162,16 @@ pub struct Scored {
 }
 
 impl Scored {
-    /// The verdict by `oodgate_lof::decide_fused`, the one rule; `training_tail` comes
+    /// The verdict by `oodgate_lof::decide`, the one rule; `training_tail` comes
     /// from [`Detector::score`].
     pub fn judge(self, thresholds: Thresholds) -> Judgement {
-        let d = decide_fused(self.score, self.kth_distance, thresholds);
+        let d = decide(self.score, self.kth_distance, thresholds);
         Judgement {
             class: self.class,
             probability: self.probability,
             score: self.score,
             threshold: thresholds.lof,
-            decision: d.lof.decision,
+            decision: d.lof,
             kth_distance: self.kth_distance,
             distance_threshold: thresholds.distance,
             distance_decision: d.distance,

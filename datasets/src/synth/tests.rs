@@ -2,18 +2,20 @@
 //! image normalised as MNIST's are; the Hershey parser on a real font file; a missing
 //! font is an error that says what to install.
 //!
-//! These need the Debian font packages (`scripts/setup.sh test` installs them). Without
+//! Unit tests, as they check the font lists and the Hershey parser, which are not
+//! the crate's API. They need the Debian font packages (`scripts/setup.sh test` installs them). Without
 //! them they fail, naming the missing file and its package; they never skip.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use oodgate_datasets::synth::{
-    self, EXCLUDED_LETTERS, FONT_FILES, FontFile, HERSHEY_DIR, HersheyFont, Sources, SynthSet,
+use super::fonts::{self, FONT_PACKAGES};
+use super::{
+    EXCLUDED_LETTERS, FONT_FILES, FontFile, HERSHEY_DIR, HersheyFont, Sources, SynthSet,
     TRAINER_DIGIT_HERSHEY_FONTS, TYPED_DIGIT_HERSHEY_FONTS, kept_letters, letter_hershey_fonts,
 };
-use oodgate_datasets::{Dataset, DatasetError, MNIST_CLASSES, idx};
+use crate::{Dataset, DatasetError, MNIST_CLASSES, idx};
 
 /// The three sets at their default seeds, generated once for all tests of this file.
 fn sets() -> &'static [Dataset; 3] {
@@ -258,7 +260,7 @@ fn a_missing_font_is_an_error_naming_the_file_and_its_package() {
 #[test]
 fn every_font_of_the_table_is_installed_and_has_every_glyph() {
     let chars: Vec<char> = kept_letters().into_iter().chain('0'..='9').collect();
-    let fonts = synth::fonts::load_outlines(FONT_FILES, &chars).unwrap_or_else(|e| panic!("{e}"));
+    let fonts = fonts::load_outlines(FONT_FILES, &chars).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fonts.len(), FONT_FILES.len());
     // Every font is a different file.
     let paths: HashSet<&str> = FONT_FILES.iter().map(|f| f.path).collect();
@@ -273,12 +275,12 @@ fn setup_installs_every_font_package() {
             .expect("scripts/setup.sh");
     for file in FONT_FILES {
         assert!(
-            synth::FONT_PACKAGES.contains(&file.package),
+            FONT_PACKAGES.contains(&file.package),
             "{} not in FONT_PACKAGES",
             file.package
         );
     }
-    for package in synth::FONT_PACKAGES {
+    for package in FONT_PACKAGES {
         assert!(
             setup.contains(package),
             "scripts/setup.sh does not install {package}"
