@@ -169,7 +169,12 @@ impl<S: Scorer> Batcher<S> {
 
 impl<S: Scorer> Ticket<S> {
     /// Queues `count` preprocessed images for the model and LOF, and waits for them.
-    pub async fn score(self, scorer: Arc<S>, pixels: Vec<f32>, count: usize) -> Reply<S> {
+    pub async fn score(
+        self,
+        scorer: Arc<S>,
+        pixels: Vec<f32>,
+        count: usize,
+    ) -> Result<BatchOutput<S>, BatchError<S::Error>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             scorer,
@@ -379,5 +384,351 @@ fn fail<S: Scorer>(jobs: Vec<Job<S>>, error: BatchError<S::Error>) {
     tracing::error!(%error, "model run or LOF failed");
     for job in jobs {
         let _ = job.reply.send(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    const MAX_WAIT: Duration = Duration::from_secs(1);
+
+    #[derive(Debug, Clone, Copy)]
+    enum Fault {
+        Fail(Stage),
+        Panic(Stage),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake {0} error")]
+    struct FakeError(Stage);
+
+    /// Blocks a model run until the test lets it go.
+    struct Gate {
+        started: oneshot::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+
+    /// No model: each image is one float, embedded and scored as itself, tagged with
+    /// the fake's name; the batches each stage saw are logged.
+    struct Fake {
+        name: &'static str,
+        fault: Option<Fault>,
+        embedded: Mutex<Vec<Vec<f32>>>,
+        scored: Mutex<Vec<Vec<f32>>>,
+        gate: Mutex<Option<Gate>>,
+    }
+
+    impl Fake {
+        fn new(name: &'static str) -> Arc<Self> {
+            Self::with(name, None, None)
+        }
+
+        fn faulty(fault: Fault) -> Arc<Self> {
+            Self::with("faulty", Some(fault), None)
+        }
+
+        fn with(name: &'static str, fault: Option<Fault>, gate: Option<Gate>) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                fault,
+                embedded: Mutex::default(),
+                scored: Mutex::default(),
+                gate: Mutex::new(gate),
+            })
+        }
+
+        fn check(&self, stage: Stage) -> Result<(), FakeError> {
+            match self.fault {
+                Some(Fault::Fail(at)) if at == stage => Err(FakeError(stage)),
+                Some(Fault::Panic(at)) if at == stage => panic!("fake {stage} panic"),
+                _ => Ok(()),
+            }
+        }
+
+        fn embedded(&self) -> Vec<Vec<f32>> {
+            self.embedded.lock().unwrap().clone()
+        }
+
+        fn scored(&self) -> Vec<Vec<f32>> {
+            self.scored.lock().unwrap().clone()
+        }
+    }
+
+    impl Scorer for Fake {
+        type Embedded = Vec<f32>;
+        type Scored = (&'static str, f32);
+        type Error = FakeError;
+
+        fn embed(&self, pixels: &[f32], count: usize) -> Result<Vec<f32>, FakeError> {
+            assert_eq!(pixels.len(), count);
+            self.embedded.lock().unwrap().push(pixels.to_vec());
+            if let Some(gate) = self.gate.lock().unwrap().take() {
+                gate.started.send(()).unwrap();
+                gate.go.recv().unwrap();
+            }
+            self.check(Stage::Model)?;
+            Ok(pixels.to_vec())
+        }
+
+        fn score(&self, embedded: &Vec<f32>) -> Result<Vec<(&'static str, f32)>, FakeError> {
+            self.scored.lock().unwrap().push(embedded.clone());
+            self.check(Stage::Lof)?;
+            Ok(embedded.iter().map(|&value| (self.name, value)).collect())
+        }
+
+        fn select(&self, embedded: &Vec<f32>, rows: &[Range<usize>]) -> Vec<f32> {
+            rows.iter()
+                .flat_map(|rows| embedded[rows.clone()].iter().copied())
+                .collect()
+        }
+    }
+
+    fn batcher(max_batch_size: usize) -> Batcher<Fake> {
+        Batcher::spawn(BatchSettings {
+            max_batch_size,
+            max_wait: MAX_WAIT,
+        })
+    }
+
+    /// Announces and submits at once (all in the future's first poll).
+    async fn submit(
+        batcher: &Batcher<Fake>,
+        scorer: &Arc<Fake>,
+        pixels: &[f32],
+    ) -> Result<BatchOutput<Fake>, BatchError<FakeError>> {
+        batcher
+            .announce(pixels.len())
+            .score(scorer.clone(), pixels.to_vec(), pixels.len())
+            .await
+    }
+
+    fn values(output: &BatchOutput<Fake>) -> Vec<f32> {
+        output.scored.iter().map(|&(_, value)| value).collect()
+    }
+
+    fn names(output: &BatchOutput<Fake>) -> Vec<&'static str> {
+        output.scored.iter().map(|&(name, _)| name).collect()
+    }
+
+    fn range(from: usize, count: usize) -> Vec<f32> {
+        (from..from + count).map(|v| v as f32).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn images_past_the_batch_size_run_in_the_next_batch() {
+        let batcher = batcher(4);
+        let fake = Fake::new("a");
+        let start = Instant::now();
+        // Joined: all three are queued before the batcher first runs.
+        let (a, b, c) = tokio::join!(
+            submit(&batcher, &fake, &[1.0, 2.0]),
+            submit(&batcher, &fake, &[3.0]),
+            submit(&batcher, &fake, &[4.0, 5.0]),
+        );
+        let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        // 2 + 1 fit in 4; the next 2 do not, and are carried over whole.
+        assert_eq!(fake.embedded(), [vec![1.0, 2.0, 3.0], vec![4.0, 5.0]]);
+        assert_eq!(values(&a), [1.0, 2.0]);
+        assert_eq!(values(&b), [3.0]);
+        assert_eq!(values(&c), [4.0, 5.0]);
+        assert_eq!(
+            [a.batch_images, b.batch_images, c.batch_images],
+            [3, 3, 2]
+        );
+        // Nothing else was announced: no batch waited for more.
+        assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_never_mixes_models() {
+        let batcher = batcher(8);
+        let (old, new) = (Fake::new("old"), Fake::new("new"));
+        let (a, b, c, d) = tokio::join!(
+            submit(&batcher, &old, &[1.0]),
+            submit(&batcher, &new, &[2.0]),
+            submit(&batcher, &old, &[3.0]),
+            submit(&batcher, &new, &[4.0]),
+        );
+        let outputs = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+        assert_eq!(old.embedded(), [[1.0], [3.0]]);
+        assert_eq!(new.embedded(), [[2.0], [4.0]]);
+        assert_eq!(old.scored(), [[1.0], [3.0]]);
+        assert_eq!(new.scored(), [[2.0], [4.0]]);
+        let expected = ["old", "new", "old", "new"];
+        for (i, (output, name)) in outputs.iter().zip(expected).enumerate() {
+            assert_eq!(names(output), [name]);
+            assert_eq!(values(output), [i as f32 + 1.0]);
+            assert_eq!(output.batch_images, 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_whose_requester_went_away_are_not_run() {
+        let batcher = batcher(8);
+        let fake = Fake::new("a");
+        let mut gone = Box::pin(submit(&batcher, &fake, &[1.0]));
+        // One poll queues the job; dropping the future then drops its receiver.
+        assert!(futures::poll!(gone.as_mut()).is_pending());
+        drop(gone);
+        let kept = submit(&batcher, &fake, &[2.0]).await.unwrap();
+        assert_eq!(values(&kept), [2.0]);
+        assert_eq!(kept.batch_images, 1);
+        assert_eq!(fake.embedded(), [[2.0]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rows_of_requesters_gone_during_the_model_run_get_no_lof() {
+        let batcher = batcher(64);
+        let (started, model_started) = oneshot::channel();
+        let (go, gate) = std::sync::mpsc::channel();
+        let fake = Fake::with(
+            "a",
+            None,
+            Some(Gate {
+                started,
+                go: gate,
+            }),
+        );
+        // More than INLINE_LOF_MAX in all, so LOF runs apart from the model run.
+        let (first, second, third) = (range(0, 10), range(100, 5), range(200, 10));
+        let tickets = (batcher.announce(5), batcher.announce(10));
+        let mut gone = Box::pin(submit(&batcher, &fake, &first));
+        assert!(futures::poll!(gone.as_mut()).is_pending());
+        let kept = [(tickets.0, second.clone()), (tickets.1, third.clone())].map(
+            |(ticket, pixels)| {
+                let fake = fake.clone();
+                tokio::spawn(async move {
+                    let count = pixels.len();
+                    ticket.score(fake, pixels, count).await
+                })
+            },
+        );
+        model_started.await.unwrap();
+        drop(gone);
+        go.send(()).unwrap();
+        let [second_out, third_out] = kept;
+        let (second_out, third_out) = (
+            second_out.await.unwrap().unwrap(),
+            third_out.await.unwrap().unwrap(),
+        );
+        assert_eq!(fake.embedded(), [[first, second.clone(), third.clone()].concat()]);
+        assert_eq!(fake.scored(), [[second.clone(), third.clone()].concat()]);
+        assert_eq!(values(&second_out), second);
+        assert_eq!(values(&third_out), third);
+        assert_eq!(second_out.batch_images, 25);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_runs_at_once_and_announced_images_are_waited_for() {
+        let batcher = batcher(8);
+        let fake = Fake::new("a");
+
+        let start = Instant::now();
+        let alone = submit(&batcher, &fake, &[1.0]).await.unwrap();
+        assert!(start.elapsed() < Duration::from_millis(1));
+        assert_eq!(alone.batch_images, 1);
+
+        // Announced images that never come: the batch waits for them, max_wait at most.
+        let never = batcher.announce(1);
+        let start = Instant::now();
+        let waited = submit(&batcher, &fake, &[2.0]).await.unwrap();
+        let elapsed = start.elapsed();
+        assert!(elapsed >= MAX_WAIT && elapsed < MAX_WAIT + Duration::from_millis(1));
+        assert_eq!(waited.batch_images, 1);
+        drop(never);
+
+        // Announced images that come within max_wait join the batch.
+        let later = batcher.announce(1);
+        let start = Instant::now();
+        let first = tokio::spawn({
+            let (batcher, fake) = (batcher.clone(), fake.clone());
+            async move { submit(&batcher, &fake, &[3.0]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = later.score(fake.clone(), vec![4.0], 1).await.unwrap();
+        let first = first.await.unwrap().unwrap();
+        assert!(start.elapsed() < Duration::from_millis(101));
+        assert_eq!([first.batch_images, second.batch_images], [2, 2]);
+        assert_eq!(first.queue_wait, Duration::from_millis(100));
+        assert_eq!(values(&first), [3.0]);
+        assert_eq!(values(&second), [4.0]);
+        assert_eq!(fake.embedded(), [vec![1.0], vec![2.0], vec![3.0, 4.0]]);
+    }
+
+    /// Every job of one batch, at the given sizes, with `fake`.
+    async fn batch_of(
+        batcher: &Batcher<Fake>,
+        fake: &Arc<Fake>,
+        sizes: [usize; 2],
+    ) -> [Result<BatchOutput<Fake>, BatchError<FakeError>>; 2] {
+        let (first, second) = (range(0, sizes[0]), range(100, sizes[1]));
+        let (a, b) = tokio::join!(
+            submit(batcher, fake, &first),
+            submit(batcher, fake, &second),
+        );
+        [a, b]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_scorer_fails_every_job_of_its_batch() {
+        let batcher = batcher(64);
+        // Small batches score LOF inline, large ones on the rayon pool.
+        for (stage, sizes) in [
+            (Stage::Model, [1, 2]),
+            (Stage::Lof, [1, 2]),
+            (Stage::Lof, [10, 10]),
+        ] {
+            let fake = Fake::faulty(Fault::Fail(stage));
+            let results = batch_of(&batcher, &fake, sizes).await;
+            assert_eq!(fake.embedded().len(), 1, "one batch");
+            for result in results {
+                match result {
+                    Err(BatchError::Failed {
+                        stage: failed,
+                        source,
+                    }) => {
+                        assert_eq!(failed, stage);
+                        assert_eq!(source.0, stage);
+                    }
+                    Err(other) => panic!("{stage}: {other}"),
+                    Ok(_) => panic!("{stage}: scored"),
+                }
+            }
+        }
+        let error = BatchError::Failed {
+            stage: Stage::Lof,
+            source: Arc::new(FakeError(Stage::Lof)),
+        };
+        assert_eq!(error.to_string(), "LOF failed: fake LOF error");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_scorer_fails_its_batch_and_the_batcher_goes_on() {
+        let batcher = batcher(64);
+        for (stage, sizes) in [
+            (Stage::Model, [1, 2]),
+            (Stage::Lof, [1, 2]),
+            (Stage::Lof, [10, 10]),
+        ] {
+            let fake = Fake::faulty(Fault::Panic(stage));
+            for result in batch_of(&batcher, &fake, sizes).await {
+                match result {
+                    Err(BatchError::Panicked(panicked)) => assert_eq!(panicked, stage),
+                    Err(other) => panic!("{stage}: {other}"),
+                    Ok(_) => panic!("{stage}: scored"),
+                }
+            }
+            let healthy = Fake::new("healthy");
+            let [a, b] = batch_of(&batcher, &healthy, [1, 2]).await;
+            assert_eq!(values(&a.unwrap()), range(0, 1));
+            assert_eq!(values(&b.unwrap()), range(100, 2));
+        }
+        assert_eq!(
+            BatchError::<FakeError>::Panicked(Stage::Model).to_string(),
+            "model run panicked"
+        );
     }
 }
