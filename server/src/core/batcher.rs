@@ -277,9 +277,8 @@ async fn run_batch<S: Scorer>(mut jobs: Vec<Job<S>>) {
                 return Ok((ModelRun::<S>::Embedded(embedded), embed_time));
             }
             // Caught here so that a panic is put down to LOF, not to the model run.
-            let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scorer.score(&embedded)
-            }));
+            let scored =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scorer.score(&embedded)));
             let scored = match scored {
                 Ok(Ok(scored)) => Ok(scored),
                 Ok(Err(e)) => Err(failed(Stage::Lof, e)),
@@ -534,10 +533,7 @@ mod tests {
         assert_eq!(values(&a), [1.0, 2.0]);
         assert_eq!(values(&b), [3.0]);
         assert_eq!(values(&c), [4.0, 5.0]);
-        assert_eq!(
-            [a.batch_images, b.batch_images, c.batch_images],
-            [3, 3, 2]
-        );
+        assert_eq!([a.batch_images, b.batch_images, c.batch_images], [3, 3, 2]);
         // Nothing else was announced: no batch waited for more.
         assert!(start.elapsed() < Duration::from_millis(1));
     }
@@ -584,28 +580,20 @@ mod tests {
         let batcher = batcher(64);
         let (started, model_started) = oneshot::channel();
         let (go, gate) = std::sync::mpsc::channel();
-        let fake = Fake::with(
-            "a",
-            None,
-            Some(Gate {
-                started,
-                go: gate,
-            }),
-        );
+        let fake = Fake::with("a", None, Some(Gate { started, go: gate }));
         // More than INLINE_LOF_MAX in all, so LOF runs apart from the model run.
         let (first, second, third) = (range(0, 10), range(100, 5), range(200, 10));
         let tickets = (batcher.announce(5), batcher.announce(10));
         let mut gone = Box::pin(submit(&batcher, &fake, &first));
         assert!(futures::poll!(gone.as_mut()).is_pending());
-        let kept = [(tickets.0, second.clone()), (tickets.1, third.clone())].map(
-            |(ticket, pixels)| {
+        let kept =
+            [(tickets.0, second.clone()), (tickets.1, third.clone())].map(|(ticket, pixels)| {
                 let fake = fake.clone();
                 tokio::spawn(async move {
                     let count = pixels.len();
                     ticket.score(fake, pixels, count).await
                 })
-            },
-        );
+            });
         model_started.await.unwrap();
         drop(gone);
         go.send(()).unwrap();
@@ -614,7 +602,10 @@ mod tests {
             second_out.await.unwrap().unwrap(),
             third_out.await.unwrap().unwrap(),
         );
-        assert_eq!(fake.embedded(), [[first, second.clone(), third.clone()].concat()]);
+        assert_eq!(
+            fake.embedded(),
+            [[first, second.clone(), third.clone()].concat()]
+        );
         assert_eq!(fake.scored(), [[second.clone(), third.clone()].concat()]);
         assert_eq!(values(&second_out), second);
         assert_eq!(values(&third_out), third);
