@@ -149,6 +149,35 @@ impl Detector {
     }
 }
 
+/// The batcher's view of the detector: the model run, then LOF on the whole batch.
+impl crate::core::batcher::Scorer for Detector {
+    type Embedded = Embedded;
+    type Scored = Scored;
+    type Error = DetectorError;
+
+    fn embed(&self, pixels: &[f32], count: usize) -> Result<Embedded, DetectorError> {
+        Detector::embed(self, pixels, count)
+    }
+
+    fn score(&self, embedded: &Embedded) -> Result<Vec<Scored>, DetectorError> {
+        Detector::score(self, embedded)
+    }
+
+    fn select(&self, embedded: &Embedded, rows: &[std::ops::Range<usize>]) -> Embedded {
+        let dim = self.embedder.embedding_dim;
+        let classes = self.embedder.classes;
+        let mut kept = Embedded::default();
+        for rows in rows {
+            kept.embeddings
+                .extend_from_slice(&embedded.embeddings[rows.start * dim..rows.end * dim]);
+            kept.probabilities.extend_from_slice(
+                &embedded.probabilities[rows.start * classes..rows.end * classes],
+            );
+        }
+        kept
+    }
+}
+
 /// One image's class and LOF score; a threshold makes it a [`Judgement`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {

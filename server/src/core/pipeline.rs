@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use oodgate_lof::Thresholds;
 
 use crate::core::batcher::{BatchError, BatchSettings, Batcher};
-use crate::core::detector::{Detector, Judgement, ThresholdSpec};
+use crate::core::detector::{Detector, DetectorError, Judgement, ThresholdSpec};
 use crate::core::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
 use crate::core::worker::{WorkerError, off_runtime};
 use crate::metrics;
@@ -110,7 +110,7 @@ pub enum InternalError {
     #[error("decoding: {0}")]
     Decode(#[from] WorkerError),
     #[error(transparent)]
-    Batch(#[from] BatchError),
+    Batch(#[from] BatchError<DetectorError>),
 }
 
 /// The pipeline's part of the configuration (the `server` and `batching` sections).
@@ -133,7 +133,7 @@ pub struct PipelineSettings {
 
 pub struct Pipeline {
     detector: ArcSwapOption<Detector>,
-    batcher: Batcher,
+    batcher: Batcher<Detector>,
     /// One permit per image admitted and not yet answered: the queue's bound.
     admission: Arc<Semaphore>,
     capacity: usize,
