@@ -20,6 +20,8 @@ pub mod results;
 mod scaling;
 mod seed;
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -240,8 +242,7 @@ pub fn run(
         after_batch: limit_after.batch,
         before_by_batch: limit_before.by_batch,
         after_by_batch: limit_after.by_batch,
-        images_per_second: (limit_before.images_per_second + limit_after.images_per_second)
-            / 2.0,
+        images_per_second: (limit_before.images_per_second + limit_after.images_per_second) / 2.0,
     };
     log.stage("pipeline limit with the other search mode");
     let alternative_limit =

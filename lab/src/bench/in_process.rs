@@ -14,8 +14,7 @@ use oodgate_server::core::detector::Detector;
 use oodgate_server::core::preprocess::prepare_dataset;
 
 use super::results::{
-    LatencyStats, LofAlone, LofComparison, LofMode, ModelInfo, OrtBatch, OrtSweep, Preprocess,
-    Seed,
+    LatencyStats, LofAlone, LofComparison, LofMode, ModelInfo, OrtBatch, OrtSweep, Preprocess, Seed,
 };
 use super::{BATCH_SIZES, EFS, STREAM_BATCH};
 use crate::npy::write_npy;
@@ -357,9 +356,7 @@ pub(super) fn lof_comparison(
                 .ids
                 .iter()
                 .zip(&exact.ids)
-                .map(|(a, e)| {
-                    a.iter().filter(|id| e.contains(id)).count() as f64 / e.len() as f64
-                })
+                .map(|(a, e)| a.iter().filter(|id| e.contains(id)).count() as f64 / e.len() as f64)
                 .sum::<f64>()
                 / run.ids.len() as f64;
             let agreement_with_exact = run

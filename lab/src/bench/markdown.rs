@@ -70,8 +70,9 @@ fn summary(r: &BenchResults) -> String {
     let stream = r.service.stream.images_per_second;
     let unary = &r.service.unary_ms;
     let local = &r.service.in_process_interleaved_ms;
-    let mut s =
-        String::from("\n## Summary\n\n| ratio | goal | measured | met? |\n| --- | --- | --- | --- |\n");
+    let mut s = String::from(
+        "\n## Summary\n\n| ratio | goal | measured | met? |\n| --- | --- | --- | --- |\n",
+    );
     let ratio = stream / limit;
     s += &format!(
         "| service streaming (gRPC, loopback) / in-process pipeline limit | >= 0.9 | {ratio:.2} ({stream:.0} / {limit:.0} images/s) | {} |\n",
@@ -91,7 +92,12 @@ fn summary(r: &BenchResults) -> String {
             met(a >= 99.9)
         );
     }
-    if let Some(row) = r.lof_vs_sklearn.modes.iter().find(|row| row.mode == "exact") {
+    if let Some(row) = r
+        .lof_vs_sklearn
+        .modes
+        .iter()
+        .find(|row| row.mode == "exact")
+    {
         let x = or_nan(row.speedup_vs_sklearn);
         let a = or_nan(row.agreement_with_sklearn) * 100.0;
         s += &format!(

@@ -56,13 +56,7 @@ pub(crate) fn run(
         let exact_built = if n <= EXACT_BUILD_MAX {
             eprintln!("  {n} points: build with exact training neighbours");
             let (index, seconds) = build(&data, &data_labels, k, TrainingNeighbours::Exact)?;
-            Some(measure(
-                &index,
-                seconds,
-                queries,
-                contamination,
-                &artifact,
-            )?)
+            Some(measure(&index, seconds, queries, contamination, &artifact)?)
         } else {
             None
         };

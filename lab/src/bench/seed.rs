@@ -37,7 +37,8 @@ pub(super) fn run(options: &BenchOptions, work: &Path) -> anyhow::Result<SeedRun
     }
     let seed = serde_json::from_slice(&std::fs::read(seed_dir.join("seed.json"))?)
         .context("reading seed.json")?;
-    let sklearn_scores = Array1::<f64>::read_npy(std::fs::File::open(seed_dir.join("scores.npy"))?)?;
+    let sklearn_scores =
+        Array1::<f64>::read_npy(std::fs::File::open(seed_dir.join("scores.npy"))?)?;
     Ok(SeedRun {
         seed,
         sklearn_scores,

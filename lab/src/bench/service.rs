@@ -63,9 +63,9 @@ impl Replayer {
             Self::sets(ctx, Some(300))?,
             self.options.clone(),
         ))?;
-        let replay = self
-            .rt
-            .block_on(oodgate_replay::replay(endpoint, all, self.options.clone()))?;
+        let replay =
+            self.rt
+                .block_on(oodgate_replay::replay(endpoint, all, self.options.clone()))?;
         eprintln!(
             "  {:.0} images/s",
             ctx.images.total as f64 / replay.elapsed.as_secs_f64()
@@ -213,8 +213,7 @@ pub(super) fn alternative(
             seconds: replay.elapsed.as_secs_f64(),
             images_per_second: total as f64 / replay.elapsed.as_secs_f64(),
             request_latency_ms: LatencyStats::of(&replay.latencies),
-            scores_identical_to_in_process: in_process_scores
-                .map(|s| identical_scores(&replay, s)),
+            scores_identical_to_in_process: in_process_scores.map(|s| identical_scores(&replay, s)),
         })
     })();
     stop_server(server)?;
