@@ -3,23 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use ndarray::Array2;
 use oodgate_datasets::{DataDir, Split};
 use oodgate_server::app::config::Config;
 use oodgate_server::core::embed::embed_dataset;
 
-fn write_npy(path: &Path, rows: usize, cols: usize, data: Vec<f32>) -> anyhow::Result<()> {
-    use ndarray_npy::WriteNpyExt;
-    let array = Array2::from_shape_vec((rows, cols), data)?;
-    let file = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    array
-        .write_npy(file)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
+use crate::npy::write_npy;
 
 /// `train.npy` (exactly the index's training embeddings) and `queries.npy` (MNIST,
 /// Fashion-MNIST and CIFAR-10 test embeddings, in that order) plus `queries.json`.
@@ -27,12 +16,7 @@ pub fn run(config: &Config, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let detector = oodgate_server::app::load::detector(config)?;
     let index = &detector.index;
-    write_npy(
-        &out.join("train.npy"),
-        index.len(),
-        index.dim(),
-        index.embeddings().iter().copied().collect(),
-    )?;
+    write_npy(&out.join("train.npy"), &index.embeddings().to_owned())?;
 
     let data = DataDir::from_env()?;
     let sets = [
@@ -48,7 +32,10 @@ pub fn run(config: &Config, out: &Path) -> anyhow::Result<()> {
         counts.push(serde_json::json!({"name": set.name, "count": set.len()}));
     }
     let rows = queries.len() / index.dim();
-    write_npy(&out.join("queries.npy"), rows, index.dim(), queries)?;
+    write_npy(
+        &out.join("queries.npy"),
+        &Array2::from_shape_vec((rows, index.dim()), queries)?,
+    )?;
     std::fs::write(
         out.join("queries.json"),
         serde_json::to_string_pretty(

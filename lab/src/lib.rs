@@ -8,4 +8,5 @@
 pub mod bench;
 pub mod eval;
 pub mod export;
+mod npy;
 pub mod report;

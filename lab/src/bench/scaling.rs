@@ -15,7 +15,8 @@ use ndarray::{Array2, ArrayView2, Axis, Slice};
 use oodgate_lof::{HnswParams, LofIndex, QueryResult, SearchMode, TrainingNeighbours};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+
+use super::results::{Scaling, ScalingBuild, ScalingMode, ScalingSize};
 
 /// Largest training set built with the exact all-pairs neighbour pass (its cost grows
 /// with n squared: minutes at 240,000 on 2 cores, hours at 1,000,000).
@@ -46,20 +47,16 @@ pub(crate) fn run(
     k: usize,
     contamination: f64,
     work: &Path,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Scaling> {
     let artifact = work.join("scaling-index.lof");
     let mut rows = Vec::new();
     for &n in sizes {
         let (data, data_labels) = training_set(real, labels, n);
-        let mut row = json!({"points": n, "synthetic": n.saturating_sub(real.nrows()), "queries": queries.nrows()});
 
         let exact_built = if n <= EXACT_BUILD_MAX {
             eprintln!("  {n} points: build with exact training neighbours");
             let (index, seconds) = build(&data, &data_labels, k, TrainingNeighbours::Exact)?;
-            let (figures, exact_verdicts) =
-                measure(&index, seconds, queries, contamination, &artifact)?;
-            row["exact_build"] = figures;
-            Some(exact_verdicts)
+            Some(measure(&index, seconds, queries, contamination, &artifact)?)
         } else {
             None
         };
@@ -70,22 +67,34 @@ pub(crate) fn run(
             k,
             TrainingNeighbours::Graph { ef: BUILD_EF },
         )?;
-        let (figures, graph_verdicts) =
+        let (graph_build, graph_verdicts) =
             measure(&graph_index, seconds, queries, contamination, &artifact)?;
-        row["graph_build"] = figures;
-        if let Some(exact_verdicts) = &exact_built {
-            // What taking the training neighbours from the graph changes: verdicts of
-            // the two indexes, both searched exactly.
-            row["graph_build_agreement_with_exact_build"] =
-                json!(agreement(exact_verdicts, &graph_verdicts));
-        }
-        eprintln!("  {n} points: {row}");
+        // What taking the training neighbours from the graph changes: verdicts of the
+        // two indexes, both searched exactly.
+        let graph_build_agreement_with_exact_build = exact_built
+            .as_ref()
+            .map(|(_, exact_verdicts)| agreement(exact_verdicts, &graph_verdicts));
+        let row = ScalingSize {
+            points: n,
+            synthetic: n.saturating_sub(real.nrows()),
+            queries: queries.nrows(),
+            exact_build: exact_built.map(|(figures, _)| figures),
+            graph_build,
+            graph_build_agreement_with_exact_build,
+        };
+        eprintln!("  {n} points: {}", serde_json::to_string(&row)?);
         rows.push(row);
     }
-    Ok(
-        json!({"k": k, "contamination": contamination, "exact_build_max": EXACT_BUILD_MAX,
-              "build_ef": BUILD_EF, "jitter": JITTER, "runs": RUNS, "near": NEAR, "sizes": rows}),
-    )
+    Ok(Scaling {
+        k,
+        contamination,
+        exact_build_max: EXACT_BUILD_MAX,
+        build_ef: BUILD_EF,
+        jitter: JITTER,
+        runs: RUNS,
+        near: NEAR,
+        sizes: rows,
+    })
 }
 
 /// The first `n` real points, or all of them plus synthetic copies.
@@ -162,28 +171,42 @@ fn measure(
     queries: ArrayView2<'_, f32>,
     contamination: f64,
     artifact: &Path,
-) -> anyhow::Result<(Value, Vec<bool>)> {
+) -> anyhow::Result<(ScalingBuild, Vec<bool>)> {
     index.save(artifact, "scaling")?;
     let bytes = std::fs::metadata(artifact)?.len();
     std::fs::remove_file(artifact)?;
     let offset = index.offset(contamination)?;
     let (exact, exact_seconds) = timed_query(index, queries, SearchMode::Exact)?;
     let exact_verdicts = verdicts(&exact, offset);
-    let mut modes = vec![json!({"search": "exact", "seconds": exact_seconds,
-        "queries_per_second": queries.nrows() as f64 / exact_seconds,
-        "near_threshold": near_threshold(&exact, offset)})];
+    let mut modes = vec![ScalingMode {
+        search: "exact".into(),
+        ef: None,
+        seconds: exact_seconds,
+        queries_per_second: queries.nrows() as f64 / exact_seconds,
+        near_threshold: Some(near_threshold(&exact, offset)),
+        speedup_vs_exact: None,
+        recall_at_k: None,
+        agreement_with_exact: None,
+    }];
     for ef in EFS {
         let (found, seconds) = timed_query(index, queries, SearchMode::Hnsw { ef })?;
-        modes.push(
-            json!({"search": format!("HNSW ef {ef}"), "ef": ef, "seconds": seconds,
-            "queries_per_second": queries.nrows() as f64 / seconds,
-            "speedup_vs_exact": exact_seconds / seconds,
-            "recall_at_k": recall(&found, &exact),
-            "agreement_with_exact": agreement(&verdicts(&found, offset), &exact_verdicts)}),
-        );
+        modes.push(ScalingMode {
+            search: format!("HNSW ef {ef}"),
+            ef: Some(ef),
+            seconds,
+            queries_per_second: queries.nrows() as f64 / seconds,
+            near_threshold: None,
+            speedup_vs_exact: Some(exact_seconds / seconds),
+            recall_at_k: Some(recall(&found, &exact)),
+            agreement_with_exact: Some(agreement(&verdicts(&found, offset), &exact_verdicts)),
+        });
     }
-    let figures = json!({"build_seconds": build_seconds, "artifact_bytes": bytes,
-              "recall_at_k": index.recall().map(|r| r.recall), "modes": modes});
+    let figures = ScalingBuild {
+        build_seconds,
+        artifact_bytes: bytes,
+        recall_at_k: index.recall().map(|r| r.recall),
+        modes,
+    };
     Ok((figures, exact_verdicts))
 }
 

@@ -1,0 +1,396 @@
+//! What one `oodgate bench` run measured: one struct per stage, nested in
+//! [`BenchResults`], saved as `results.json` and rendered by [`super::markdown`].
+//!
+//! The JSON keys are the report's file format (`oodgate bench --from-json` renders a
+//! saved file again), so fields keep their names. A key that a run may leave out is an
+//! `Option` skipped when `None`; an `Option` written as `null` is a figure the run could
+//! not take (e.g. no `/proc` entry).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole run, as `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResults {
+    /// The command shown in the report.
+    pub command: String,
+    /// `--quick`: small samples, timings not to be quoted.
+    pub quick: bool,
+    pub total_seconds: f64,
+    pub machine: Machine,
+    pub model: ModelInfo,
+    pub preprocess: Preprocess,
+    pub ort: OrtSweep,
+    pub lof_alone: Vec<LofAlone>,
+    pub pipeline_limit: PipelineLimit,
+    /// One image in process, measured alone before any server ran.
+    pub in_process_single_ms: LatencyStats,
+    pub lof_vs_sklearn: LofComparison,
+    /// The Keras + scikit-learn stack (absent with `--skip-seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seed>,
+    pub service: Service,
+    /// The service again with the search mode that is not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_alternative: Option<AlternativeService>,
+    /// Absent with `--skip-index-build`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_build: Option<IndexBuild>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+}
+
+/// Where and when the run happened, and the load average at each stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub date: String,
+    pub cpu: String,
+    /// As `nproc` printed it.
+    pub cores: String,
+    pub memory: String,
+    pub kernel: String,
+    /// The ONNX Runtime library's file name.
+    pub onnxruntime: Option<String>,
+    pub rustc: String,
+    pub git: String,
+    pub loads: Vec<StageLoad>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageLoad {
+    pub stage: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+    pub load: String,
+}
+
+/// The configured model and index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub sha256: String,
+    pub intra_threads: usize,
+    /// The configured search mode, as `SearchMode`'s `Debug` prints it.
+    pub search: String,
+    pub index_size: usize,
+    pub k: usize,
+}
+
+/// Preprocessing the three test sets as the service does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub images: usize,
+    pub seconds: f64,
+}
+
+/// ONNX Runtime alone over batch sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrtSweep {
+    /// MNIST test images per batch size.
+    pub images: usize,
+    pub sweep: Vec<OrtBatch>,
+    /// The batch size with the highest rate.
+    pub best_batch: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrtBatch {
+    pub batch: usize,
+    pub images: usize,
+    /// The best of `rounds`.
+    pub images_per_second: f64,
+    pub rounds: Vec<f64>,
+}
+
+/// LOF alone on one chunk size and search mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LofAlone {
+    /// `SearchMode`'s `Debug`.
+    pub mode: String,
+    pub queries: usize,
+    pub batch: usize,
+    pub queries_per_second: f64,
+}
+
+/// Embed then LOF in one process, no overlap: what the service is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineLimit {
+    /// The batch sizes tried (the better one counts).
+    pub batches: Vec<usize>,
+    pub images: usize,
+    pub before_service_images_per_second: f64,
+    pub after_service_images_per_second: f64,
+    pub before_batch: usize,
+    pub after_batch: usize,
+    pub before_by_batch: BTreeMap<usize, f64>,
+    pub after_by_batch: BTreeMap<usize, f64>,
+    /// The mean of the two measurements.
+    pub images_per_second: f64,
+}
+
+/// Order statistics of one set of latencies, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub n: usize,
+    // An empty sample's statistics are NaN, which JSON writes as null.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p50: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p90: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p99: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub max: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub mean: f64,
+}
+
+impl LatencyStats {
+    /// numpy-style linear percentiles of `samples`.
+    pub fn of(samples: &[Duration]) -> Self {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let percentile = |percent: f64| {
+            if ms.is_empty() {
+                f64::NAN
+            } else {
+                oodgate_lof::percentile_linear(&ms, percent)
+            }
+        };
+        Self {
+            n: ms.len(),
+            p50: percentile(50.0),
+            p90: percentile(90.0),
+            p99: percentile(99.0),
+            max: ms.last().copied().unwrap_or(f64::NAN),
+            mean: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
+        }
+    }
+}
+
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// oodgate's LOF in every search mode on all test queries, against scikit-learn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LofComparison {
+    pub queries: usize,
+    /// oodgate's threshold at the bench's contamination.
+    pub offset: f64,
+    pub modes: Vec<LofMode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LofMode {
+    /// "exact" or "HNSW ef N".
+    pub mode: String,
+    /// `SearchMode`'s `Debug` (matches [`ModelInfo::search`]).
+    pub search: String,
+    pub seconds: f64,
+    pub queries_per_second: f64,
+    /// Against exact search.
+    pub recall_at_k: f64,
+    pub agreement_with_exact: f64,
+    /// The three scikit-learn figures are absent without the seed stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_with_sklearn: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_relative_score_difference: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_vs_sklearn: Option<f64>,
+}
+
+/// `bench/seed_stack.py`'s `seed.json`: scikit-learn LOF and Keras.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seed {
+    pub import_seconds: f64,
+    pub versions: SeedVersions,
+    pub lof_fit_seconds: f64,
+    /// scikit-learn's `offset_`.
+    pub lof_offset: f64,
+    /// The neighbour algorithm scikit-learn chose.
+    pub lof_method: String,
+    pub lof_score_seconds: f64,
+    pub lof_queries: usize,
+    pub batch_preprocess_seconds: f64,
+    pub batch_predict_seconds: f64,
+    pub batch_images: usize,
+    pub batch_size: usize,
+    /// Preprocess + predict + LOF scoring.
+    pub batch_seconds: f64,
+    pub batch_images_per_second: f64,
+    pub single_indices: Vec<usize>,
+    /// One image per call through `model.predict`.
+    pub single_predict_ms: SeedLatency,
+    /// One image per call through `model(x)`.
+    pub single_call_ms: SeedLatency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedVersions {
+    pub tensorflow: String,
+    pub keras: String,
+    pub sklearn: String,
+    pub numpy: String,
+    pub python: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedLatency {
+    pub n: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+/// The service binary over loopback gRPC, configured search mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Process start to health `SERVING`.
+    pub startup_seconds: f64,
+    pub stream: Stream,
+    pub unary_ms: LatencyStats,
+    pub unary_inside_server_mean_ms: ServerStageMeans,
+    /// In process, each next to the unary call for the same image.
+    pub in_process_interleaved_ms: LatencyStats,
+    pub get_model_info_ms: LatencyStats,
+    /// Peak RSS (`VmHWM`), kB; null where `/proc` does not say.
+    pub vm_hwm_kb_after_stream: Option<u64>,
+    pub vm_hwm_kb: Option<u64>,
+}
+
+/// All test images streamed by the replay library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stream {
+    pub streams: usize,
+    pub batch: usize,
+    pub window: usize,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// Per request, send to verdicts.
+    pub request_latency_ms: LatencyStats,
+    /// Null when the in-process run of that search mode is missing.
+    pub scores_identical_to_in_process: Option<usize>,
+}
+
+/// Mean milliseconds per unary call inside the server, from its own histograms; a stage
+/// that saw no request is absent.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerStageMeans {
+    /// The whole request in the handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<f64>,
+    /// Waiting for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<f64>,
+    /// The model run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lof: Option<f64>,
+}
+
+/// A second server with the other search mode, streamed the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlternativeService {
+    /// `SearchMode`'s `Debug`.
+    pub search: String,
+    /// The `index.search` setting that selects it.
+    pub setting: String,
+    pub startup_seconds: f64,
+    pub images: usize,
+    /// In process with this mode, measured just before.
+    pub pipeline_limit_images_per_second: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub request_latency_ms: LatencyStats,
+    pub scores_identical_to_in_process: Option<usize>,
+}
+
+/// `oodgate index build`, timed from outside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexBuild {
+    pub seconds: f64,
+    /// What the command printed.
+    pub output: String,
+}
+
+/// How LOF cost grows with the index (see [`super::scaling`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub k: usize,
+    pub contamination: f64,
+    /// Largest size also built with exact training neighbours.
+    pub exact_build_max: usize,
+    /// Graph search width for a graph build's training neighbours.
+    pub build_ef: usize,
+    /// Noise of the synthetic points, relative to radius / sqrt(dim).
+    pub jitter: f64,
+    /// Each search time is the best of this many.
+    pub runs: usize,
+    /// "Near the threshold": within this fraction of it.
+    pub near: f64,
+    pub sizes: Vec<ScalingSize>,
+}
+
+/// One training set size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingSize {
+    pub points: usize,
+    /// Of `points`, how many are synthetic.
+    pub synthetic: usize,
+    pub queries: usize,
+    /// Absent above [`Scaling::exact_build_max`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_build: Option<ScalingBuild>,
+    pub graph_build: ScalingBuild,
+    /// Verdicts of the two builds, both searched exactly (when both were built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_build_agreement_with_exact_build: Option<f64>,
+}
+
+impl ScalingSize {
+    /// The builds measured at this size, labelled for the report.
+    pub fn builds(&self) -> impl Iterator<Item = (&'static str, &ScalingBuild)> {
+        let exact = self.exact_build.as_ref().map(|b| ("exact", b));
+        exact
+            .into_iter()
+            .chain(std::iter::once(("graph", &self.graph_build)))
+    }
+}
+
+/// One index built at one size, and its searches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingBuild {
+    pub build_seconds: f64,
+    /// Size of the saved index artifact.
+    pub artifact_bytes: u64,
+    /// The build's own recall check (null when it did none).
+    pub recall_at_k: Option<f64>,
+    /// Exact search first, then HNSW at each width.
+    pub modes: Vec<ScalingMode>,
+}
+
+/// One search mode on one index. The exact row has `near_threshold`; the HNSW rows
+/// have `ef` and their comparison with exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingMode {
+    pub search: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    pub seconds: f64,
+    pub queries_per_second: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_vs_exact: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_at_k: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_with_exact: Option<f64>,
+}
