@@ -1,10 +1,16 @@
 //! Helpers for the end-to-end tests: where the workspace, the built binaries and the
-//! project's Python are. The tests themselves are in `tests/tests/`.
+//! project's Python are; servers to test (the `oodgate` binary, or the service inside the
+//! test process); requests, datasets and metrics. The tests themselves are in
+//! `tests/tests/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 pub mod bad_images;
+mod in_process;
+
+pub use in_process::{InProcessServer, config_toml};
 
 /// The workspace root (models/, .venv/, .cache/ are relative to it).
 pub fn workspace() -> PathBuf {
@@ -58,16 +64,30 @@ pub fn run(command: &mut Command) -> String {
     stdout
 }
 
-/// A running `oodgate serve` on a free loopback port, killed when dropped.
-pub struct Server {
-    child: std::process::Child,
+/// Where a running server answers and logs, whichever way it runs ([`Server`],
+/// [`InProcessServer`]); both dereference to it.
+pub struct Endpoints {
     /// `http://127.0.0.1:<port>` of the gRPC side.
     pub endpoint: String,
     /// `127.0.0.1:<port>` of the HTTP side.
     pub http: String,
-    /// The server's log (stderr), for failure messages.
+    /// The server's log, for failure messages.
     pub log: PathBuf,
+}
+
+/// A running `oodgate serve` on a free loopback port, killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    endpoints: Endpoints,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Endpoints;
+
+    fn deref(&self) -> &Endpoints {
+        &self.endpoints
+    }
 }
 
 impl Server {
@@ -93,16 +113,18 @@ impl Server {
         let child = command.spawn().expect("start oodgate serve");
         let mut server = Self {
             child,
-            endpoint: String::new(),
-            http: String::new(),
-            log,
+            endpoints: Endpoints {
+                endpoint: String::new(),
+                http: String::new(),
+                log,
+            },
             _dir: dir,
         };
-        server.endpoint = format!(
+        server.endpoints.endpoint = format!(
             "http://{}",
             server.wait_for_log(|l| l.contains("gRPC listening"), "addr=")
         );
-        server.http = server.wait_for_log(|l| l.contains("HTTP listening"), "addr=");
+        server.endpoints.http = server.wait_for_log(|l| l.contains("HTTP listening"), "addr=");
         server.wait_for_log(|l| l.ends_with("ready"), "");
         server
     }
@@ -128,10 +150,6 @@ impl Server {
         }
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -152,12 +170,7 @@ impl Drop for Server {
 pub fn ensure_index() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        let config = oodgate_server::app::config::Config::default();
-        let model =
-            oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
-                .expect("the default model");
-        let path = workspace().join(oodgate_server::app::load::index_path(&config, &model));
-        if !path.is_file() {
+        if !index_path().is_file() {
             run(Command::new(binary("oodgate"))
                 .current_dir(workspace())
                 .args(["index", "build"]));
@@ -165,7 +178,21 @@ pub fn ensure_index() {
     });
 }
 
-// ---- Helpers for the reliability tests (bad_input, streams_proptest, startup_errors,
+/// Where the default model's index is cached.
+fn index_path() -> PathBuf {
+    let config = oodgate_server::app::config::Config::default();
+    let model = oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
+        .expect("the default model");
+    workspace().join(oodgate_server::app::load::index_path(&config, &model))
+}
+
+/// The cached index of the default model (built once if missing).
+pub fn default_index() -> PathBuf {
+    ensure_index();
+    index_path()
+}
+
+// ---- Process-level helpers for the reliability tests (startup_errors,
 // ---- overload_cancel_shutdown, soak).
 
 impl Server {
@@ -180,7 +207,7 @@ impl Server {
     }
 
     /// Waits at most `timeout` for the process to exit; its status, or None if it still runs.
-    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -189,28 +216,8 @@ impl Server {
             if std::time::Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// GET `path` on the HTTP side; the body (panics on a transport error or non-2xx).
-    pub fn http_get(&self, path: &str) -> String {
-        let mut response = ureq::get(&format!("http://{}{path}", self.http))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        response.body_mut().read_to_string().expect("body")
-    }
-
-    /// The replay client's gRPC client, connected to the server.
-    pub async fn client(&self) -> oodgate_replay::replay::Client {
-        oodgate_replay::replay::connect(&self.endpoint)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {}: {e:#}", self.endpoint))
-    }
-
-    /// The Prometheus text of `/metrics`.
-    pub fn metrics(&self) -> String {
-        self.http_get("/metrics")
     }
 
     /// The server's resident set size in kB (VmRSS of /proc/<pid>/status).
@@ -226,55 +233,12 @@ impl Server {
     }
 }
 
-/// A Tokio runtime for the async clients (gRPC, replay) of a test.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().expect("tokio runtime")
-}
-
-impl Server {
-    /// Streams `sets` through the server with the replay client (failing loudly) and
-    /// summarises what it answered.
-    pub fn replay(
-        &self,
-        sets: &std::sync::Arc<Vec<oodgate_replay::ReplaySet>>,
-        options: oodgate_replay::ReplayOptions,
-    ) -> oodgate_replay::Summary {
-        let replay = runtime()
-            .block_on(oodgate_replay::replay(
-                &self.endpoint,
-                sets.clone(),
-                options,
-            ))
-            .unwrap_or_else(|e| panic!("replay: {e:#}\n{}", self.log_text()));
-        oodgate_replay::Summary::new(&replay, sets, None)
-    }
-}
-
-/// The value of a series that must be in the Prometheus text (see [`metric_value`]);
-/// panics with the text when it is absent.
-pub fn metric(metrics: &str, series: &str) -> f64 {
-    metric_value(metrics, series).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-}
-
-/// The value of one series (`name{labels}` exactly as exported, or a bare name) in
-/// Prometheus text; None when absent.
-pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        let rest = l.strip_prefix(series)?;
-        // The name must end here: `foo` must not match `foo_total`.
-        if !rest.starts_with(' ') {
-            return None;
-        }
-        rest.trim().parse().ok()
-    })
-}
-
 /// An `oodgate serve` run that is expected to fail at start: its exit status and stderr.
 /// Killed (and reported as such) if it has not exited within `timeout`.
 pub fn serve_expecting_failure(
     args: &[&str],
     settings: &[(&str, &str)],
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> (Option<std::process::ExitStatus>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("stderr");
@@ -303,9 +267,135 @@ pub fn serve_expecting_failure(
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     };
     (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+// ---- What a test does with a running server, either kind.
+
+impl Endpoints {
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET `path` on the HTTP side; the body (panics on a transport error or non-2xx).
+    pub fn http_get(&self, path: &str) -> String {
+        let mut response = ureq::get(&format!("http://{}{path}", self.http))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.body_mut().read_to_string().expect("body")
+    }
+
+    /// The replay client's gRPC client, connected to the server.
+    pub async fn client(&self) -> oodgate_replay::replay::Client {
+        oodgate_replay::replay::connect(&self.endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e:#}", self.endpoint))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// Streams `sets` through the server with the replay client (failing loudly) and
+    /// summarises what it answered.
+    pub fn replay(
+        &self,
+        sets: &std::sync::Arc<Vec<oodgate_replay::ReplaySet>>,
+        options: oodgate_replay::ReplayOptions,
+    ) -> oodgate_replay::Summary {
+        let replay = runtime()
+            .block_on(oodgate_replay::replay(
+                &self.endpoint,
+                sets.clone(),
+                options,
+            ))
+            .unwrap_or_else(|e| panic!("replay: {e:#}\n{}", self.log_text()));
+        oodgate_replay::Summary::new(&replay, sets, None)
+    }
+
+    /// Polls `/metrics` (every 50 ms, at most `timeout`) until `series` satisfies `ok`;
+    /// its last value (None if absent) and whether `ok` held.
+    pub fn wait_for_metric(
+        &self,
+        series: &str,
+        ok: impl Fn(f64) -> bool,
+        timeout: Duration,
+    ) -> (Option<f64>, bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let value = metric_value(&self.metrics(), series);
+            if value.is_some_and(&ok) {
+                return (value, true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return (value, false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value of a series that must be in the Prometheus text (see [`metric_value`]);
+/// panics with the text when it is absent.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metric_value(metrics, series).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+}
+
+/// The value of one series (`name{labels}` exactly as exported, or a bare name) in
+/// Prometheus text; None when absent.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        // The name must end here: `foo` must not match `foo_total`.
+        if !rest.starts_with(' ') {
+            return None;
+        }
+        rest.trim().parse().ok()
+    })
+}
+
+/// The last `lines` lines of `text` (a server log's end, for failure messages).
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<_> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---- Clients, requests and data.
+
+/// A Tokio runtime for the async clients (gRPC, replay) of a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+/// An HTTP client that hands back 4xx and 5xx answers instead of failing on them,
+/// with `tls` for HTTPS.
+pub fn http_agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(tls) = tls {
+        config = config.tls_config(tls);
+    }
+    config.build().new_agent()
+}
+
+/// A program on PATH, or a failure saying how to get it.
+pub fn program(name: &str, hint: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found on PATH: {hint}"))
+}
+
+/// Writes `contents` to `dir/name`; the path as a string (for settings and arguments).
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path.to_str().expect("a UTF-8 path").to_owned()
 }
 
 /// An image of raw pixels, as a client sends it.
@@ -341,6 +431,28 @@ pub fn detect_request(
     }
 }
 
+/// A request of `count` MNIST digits from `offset` on (wrapping), ids `<prefix>-<n>`.
+pub fn digits_request(
+    mnist: &oodgate_datasets::Dataset,
+    prefix: &str,
+    offset: usize,
+    count: usize,
+) -> oodgate_proto::v1::DetectRequest {
+    let images = (0..count)
+        .map(|n| {
+            let i = (offset + n) % mnist.len();
+            raw_image(&format!("{prefix}-{n}"), 28, 28, 1, mnist.image(i).to_vec())
+        })
+        .collect();
+    detect_request(images, None)
+}
+
+/// A request of one MNIST test digit (the first), id `d`.
+pub fn digit_request() -> oodgate_proto::v1::DetectRequest {
+    let pixels = mnist_test().image(0).to_vec();
+    detect_request(vec![raw_image("d", 28, 28, 1, pixels)], None)
+}
+
 /// The data folder (`OODGATE_DATA_DIR` or the cache).
 pub fn data() -> oodgate_datasets::DataDir {
     oodgate_datasets::DataDir::from_env().expect("datasets (set OODGATE_DATA_DIR or run make data)")
@@ -353,25 +465,12 @@ pub fn mnist_test() -> oodgate_datasets::Dataset {
         .expect("MNIST test set")
 }
 
-impl Server {
-    /// Polls `/metrics` (every 50 ms, at most `timeout`) until `series` satisfies `ok`;
-    /// its last value (None if absent) and whether `ok` held.
-    pub fn wait_for_metric(
-        &self,
-        series: &str,
-        ok: impl Fn(f64) -> bool,
-        timeout: std::time::Duration,
-    ) -> (Option<f64>, bool) {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let value = metric_value(&self.metrics(), series);
-            if value.is_some_and(&ok) {
-                return (value, true);
-            }
-            if std::time::Instant::now() >= deadline {
-                return (value, false);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+/// The sample at quantile `p` of `samples` (sorted here; the nearest rank, rounded),
+/// zero when there are none.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
     }
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
 }

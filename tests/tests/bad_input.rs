@@ -1,4 +1,5 @@
-//! Bad input over gRPC, against the real `oodgate serve`.
+//! Bad input over gRPC, against the server in-process, or the real `oodgate serve` where
+//! a test counts errors in `/metrics` (the metrics recorder is global to a process).
 //!
 //! Per image: every kind of broken image gets its own error verdict naming the problem,
 //! in its place, while the images around it are still judged and the stream goes on
@@ -12,7 +13,7 @@
 //! HTTP JSON API.
 
 use oodgate_e2e::bad_images::{Expected, bad_images, good_images, mixed_batch, truncated_jpegs};
-use oodgate_e2e::{Server, detect_request, raw_image, runtime};
+use oodgate_e2e::{InProcessServer, Server, detect_request, raw_image, runtime};
 use oodgate_proto::v1;
 use tonic::Code;
 
@@ -48,7 +49,7 @@ fn check(verdict: &v1::Verdict, id: &str, says: Option<&[&str]>) {
 /// Unary: one request with every bad image between good ones.
 #[test]
 fn unary_detect_answers_each_bad_image_with_its_own_error() {
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let bad = bad_images();
     let (images, expected): (Vec<_>, Vec<_>) = mixed_batch(&bad).into_iter().unzip();
     runtime().block_on(async {
@@ -175,7 +176,7 @@ async fn still_serving(client: &mut oodgate_replay::replay::Client, after: &str)
 #[test]
 fn refused_requests_name_the_field_and_the_server_goes_on() {
     use v1::threshold::Kind;
-    let server = Server::start(&[
+    let server = InProcessServer::start(&[
         ("OODGATE_SERVER__MAX_IMAGES_PER_REQUEST", "8"),
         ("OODGATE_SERVER__MAX_MESSAGE_BYTES", "100000"),
     ]);
@@ -342,7 +343,7 @@ fn refused_requests_name_the_field_and_the_server_goes_on() {
 /// already given); the server goes on serving.
 #[test]
 fn a_message_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on() {
-    let server = Server::start(&[("OODGATE_SERVER__MAX_MESSAGE_BYTES", "100000")]);
+    let server = InProcessServer::start(&[("OODGATE_SERVER__MAX_MESSAGE_BYTES", "100000")]);
     let big = raw_image("big", 448, 448, 1, vec![0; 448 * 448]);
     runtime().block_on(async {
         let mut client = server.client().await;
@@ -386,7 +387,7 @@ fn a_message_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on() 
 /// A JPEG cut short is an error verdict, not an image with the missing part guessed.
 #[test]
 fn a_truncated_jpeg_is_an_error() {
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let cuts = truncated_jpegs();
     let mut images = good_images(1, 0);
     images.extend(cuts.iter().map(|b| b.image.clone()));

@@ -1,6 +1,6 @@
 //! The demo page in a real browser: `tests/browser/demo.mjs` drives headless Chromium
 //! (Debian's `chromium`, through the npm package `playwright-core`, kept off the
-//! network) against the real `oodgate serve`, at the page's default contamination (1 %):
+//! network) against the server (in-process), at the page's default contamination (1 %):
 //! it draws with the mouse at least 12 digits (0 to 9 and variants), which must all be
 //! read right, and at least 20 non-digits (letters and doodles written before the model
 //! was trained, never swapped for ones it passes), of which at least 90 % must be
@@ -13,17 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oodgate_e2e::{Server, workspace};
-
-/// A program on PATH, or a clear failure.
-fn program(name: &str, hint: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found on PATH: {hint}"))
-}
+use oodgate_e2e::{InProcessServer, program, workspace};
 
 fn chromium() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
@@ -55,7 +45,7 @@ fn demo_page_answers_drawings_in_a_browser() {
     let out = workspace().join("target/browser-artifacts");
     let _ = std::fs::remove_dir_all(&out);
 
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let url = format!("http://{}/", server.http);
     let output = Command::new(&node)
         .arg(browser_dir.join("demo.mjs"))

@@ -8,16 +8,12 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::{Server, data, run, workspace};
+use oodgate_e2e::{Server, data, program, run, workspace};
 use oodgate_replay::{ReplayOptions, ReplaySet};
 
 /// A tool from Debian's packages, installed by `scripts/setup.sh test`.
 fn tool(name: &str) -> PathBuf {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file());
-    found
-        .unwrap_or_else(|| panic!("{name} not found: run `scripts/setup.sh test` (make test does)"))
+    program(name, "run `scripts/setup.sh test` (make test does)")
 }
 
 fn deploy(path: &str) -> PathBuf {

@@ -1,4 +1,4 @@
-//! The HTTP side's JSON API on the real `oodgate serve`: `POST /v1/detect` answers as
+//! The HTTP side's JSON API: `POST /v1/detect` answers as
 //! gRPC `Detect` does (same pipeline), refuses bad bodies with JSON errors naming the
 //! field, and `GET /v1/training/{id}`, `GET /v1/model` and the demo page answer.
 //!
@@ -6,12 +6,19 @@
 //! bad image gets its own error verdict in its place while the images around it are
 //! judged; the requests gRPC refuses are refused with a JSON error naming the field; the
 //! server goes on serving.
+//!
+//! The tests that count requests in `/metrics` run the real `oodgate serve` (the metrics
+//! recorder is global to a process); the one that compares answers runs the server
+//! in-process.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use oodgate_datasets::Split;
 use oodgate_e2e::bad_images::{bad_images, good_images, json_image, mixed_batch, truncated_jpegs};
-use oodgate_e2e::{Server, data, detect_request, metric, raw_image, runtime};
+use oodgate_e2e::{
+    Endpoints, InProcessServer, Server, data, detect_request, http_agent, metric, mnist_test,
+    raw_image, runtime,
+};
 use oodgate_proto::v1;
 use serde_json::{Value, json};
 
@@ -62,13 +69,9 @@ impl Answer {
 }
 
 impl Http {
-    fn new(server: &Server) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+    fn new(server: &Endpoints) -> Self {
         Self {
-            agent,
+            agent: http_agent(None),
             base: format!("http://{}", server.http),
         }
     }
@@ -149,9 +152,9 @@ fn images(images: &[v1::Image]) -> Value {
 /// neighbours that `GET /v1/training/{id}` shows; model info; the demo page.
 #[test]
 fn json_detect_matches_grpc_and_serves_training_images() {
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let http = Http::new(&server);
-    let mnist = data().mnist(Split::Test).unwrap();
+    let mnist = mnist_test();
     let fashion = data().fashion_mnist(Split::Test).unwrap();
     let train = data().mnist(Split::Train).unwrap();
 

@@ -2,46 +2,17 @@
 //! overload (RESOURCE_EXHAUSTED, then recovery), clients that go away mid-stream
 //! (their work is dropped and accounted for), and SIGTERM while streams are busy
 //! (everything sent is answered, streams end with a status, exit 0 in the grace period).
+//! The binary, not an in-process server: the tests signal the process, read its exit
+//! status and log, and count in `/metrics` (a recorder global to the process).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::{Server, metric_value, mnist_test, raw_image};
-use oodgate_proto::v1;
+use oodgate_e2e::{Server, digits_request, metric_value, mnist_test, percentile, runtime};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
-/// `count` MNIST test digits from `offset`, ids `<prefix>-<n>`.
-fn request(
-    mnist: &oodgate_datasets::Dataset,
-    prefix: &str,
-    offset: usize,
-    count: usize,
-) -> v1::DetectRequest {
-    v1::DetectRequest {
-        images: (0..count)
-            .map(|n| {
-                let i = (offset + n) % mnist.len();
-                raw_image(&format!("{prefix}-{n}"), 28, 28, 1, mnist.image(i).to_vec())
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    samples.sort();
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
 
 /// A tiny queue, many concurrent requests: some are refused with RESOURCE_EXHAUSTED
 /// (none fails otherwise, none is answered partly); afterwards every request succeeds.
@@ -67,7 +38,7 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
         let calls: Vec<_> = (0..96)
             .map(|c| {
                 let mut client = clients[c % 3].clone();
-                let request = request(&mnist, &format!("u{c}"), c * 32, 32);
+                let request = digits_request(&mnist, &format!("u{c}"), c * 32, 32);
                 let start = start.clone();
                 tokio::spawn(async move {
                     start.wait().await;
@@ -111,7 +82,7 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
         for s in 0..8 {
             let mut client = clients[s % 3].clone();
             let requests: Vec<_> = (0..6)
-                .map(|r| request(&mnist, &format!("s{s}-r{r}"), 100 * s + r, 16))
+                .map(|r| digits_request(&mnist, &format!("s{s}-r{r}"), 100 * s + r, 16))
                 .collect();
             tasks.push(tokio::spawn(async move {
                 let mut answers = client
@@ -162,7 +133,7 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
             .unwrap();
         for r in 0..20 {
             let response = client
-                .detect(request(&mnist, &format!("after{r}"), r * 32, 32))
+                .detect(digits_request(&mnist, &format!("after{r}"), r * 32, 32))
                 .await
                 .unwrap_or_else(|s| panic!("request {r} after the burst: {s:?}"));
             assert_eq!(response.into_inner().verdicts.len(), 32);
@@ -175,7 +146,7 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
             .unwrap()
             .into_inner();
         for r in 0..20 {
-            tx.send(request(&mnist, &format!("stream{r}"), r * 32, 32))
+            tx.send(digits_request(&mnist, &format!("stream{r}"), r * 32, 32))
                 .await
                 .unwrap();
             let response = answers.message().await.unwrap().expect("a response");
@@ -219,7 +190,12 @@ fn clients_that_go_away_mid_stream_leave_nothing_behind() {
             tokio::spawn(async move {
                 for r in 0.. {
                     if tx
-                        .send(request(&mnist, &format!("c{round}-r{r}"), r * 256, 256))
+                        .send(digits_request(
+                            &mnist,
+                            &format!("c{round}-r{r}"),
+                            r * 256,
+                            256,
+                        ))
                         .await
                         .is_err()
                     {
@@ -247,7 +223,7 @@ fn clients_that_go_away_mid_stream_leave_nothing_behind() {
             .unwrap();
         for c in 0..4 {
             let mut client = client.clone();
-            let request = request(&mnist, &format!("unary{c}"), c * 1000, 1000);
+            let request = digits_request(&mnist, &format!("unary{c}"), c * 1000, 1000);
             let call = tokio::spawn(async move { client.detect(request).await });
             tokio::time::sleep(Duration::from_millis(5 + 20 * c as u64)).await;
             call.abort();
@@ -316,7 +292,7 @@ fn clients_that_go_away_mid_stream_leave_nothing_behind() {
             .await
             .unwrap();
         let response = client
-            .detect(request(&mnist, "after", 0, 64))
+            .detect(digits_request(&mnist, "after", 0, 64))
             .await
             .unwrap();
         assert_eq!(response.into_inner().verdicts.len(), 64);
@@ -353,7 +329,7 @@ async fn busy_stream(
                     break;
                 };
                 permit.forget();
-                let request = request(&mnist, &format!("s{s}-r{r}"), r * size, size);
+                let request = digits_request(&mnist, &format!("s{s}-r{r}"), r * size, size);
                 let _ = sent_tx.send((r, Instant::now()));
                 if tx.send(request).await.is_err() {
                     break;
@@ -518,7 +494,7 @@ fn sigterm_lets_finishing_streams_complete_then_exits_promptly() {
                 let mut pending = VecDeque::new();
                 // Ten requests sent at once, then the sending side closes.
                 for r in 0..10 {
-                    tx.send(request(&mnist, &format!("s{s}-r{r}"), r * 32, 32)).await.unwrap();
+                    tx.send(digits_request(&mnist, &format!("s{s}-r{r}"), r * 32, 32)).await.unwrap();
                     pending.push_back(r);
                 }
                 drop(tx);

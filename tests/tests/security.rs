@@ -1,12 +1,13 @@
-//! TLS, mTLS and bearer tokens on both sides, and hot reload, against the real binary.
-//! Certificates are made in the test (rcgen): a CA, a server certificate for
-//! localhost / 127.0.0.1 and a client certificate.
+//! TLS, mTLS and bearer tokens on both sides, and hot reload. Certificates are made in
+//! the test (rcgen): a CA, a server certificate for localhost / 127.0.0.1 and a client
+//! certificate. TLS runs the server in-process; the token test reads the binary's log,
+//! and hot reload sends SIGHUP and counts reloads in `/metrics`, so both run the real
+//! binary.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::Server;
+use oodgate_e2e::{Endpoints, InProcessServer, Server, digit_request, http_agent, runtime, write};
 use oodgate_proto::v1;
 use oodgate_replay::replay::{ClientTls, Target, connect};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -43,16 +44,6 @@ fn pki() -> Pki {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
 fn https_agent(pki: &Pki, with_client_cert: bool) -> ureq::Agent {
     use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
     let ca = Certificate::from_pem(pki.ca.as_bytes()).unwrap();
@@ -62,14 +53,10 @@ fn https_agent(pki: &Pki, with_client_cert: bool) -> ureq::Agent {
         let key = PrivateKey::from_pem(pki.client_key.as_bytes()).unwrap();
         tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
     }
-    ureq::Agent::config_builder()
-        .tls_config(tls.build())
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
+    http_agent(Some(tls.build()))
 }
 
-fn grpc_target(server: &Server, pki: &Pki, with_client_cert: bool) -> Target {
+fn grpc_target(server: &Endpoints, pki: &Pki, with_client_cert: bool) -> Target {
     Target {
         endpoint: server.endpoint.replace("http://", "https://"),
         tls: Some(ClientTls {
@@ -95,7 +82,8 @@ fn tls_and_client_certificates_on_grpc_and_http() {
     let ca = write(dir.path(), "ca.pem", &pki.ca);
 
     // TLS only: any client that trusts the CA gets in.
-    let server = Server::start(&[("OODGATE_TLS__CERT", &cert), ("OODGATE_TLS__KEY", &key)]);
+    let server =
+        InProcessServer::start(&[("OODGATE_TLS__CERT", &cert), ("OODGATE_TLS__KEY", &key)]);
     runtime().block_on(async {
         let mut client = connect(grpc_target(&server, &pki, false)).await.unwrap();
         let info = client
@@ -119,7 +107,7 @@ fn tls_and_client_certificates_on_grpc_and_http() {
     drop(server);
 
     // mTLS: a client certificate signed by the CA is required on both sides.
-    let server = Server::start(&[
+    let server = InProcessServer::start(&[
         ("OODGATE_TLS__CERT", &cert),
         ("OODGATE_TLS__KEY", &key),
         ("OODGATE_TLS__CLIENT_CA", &ca),
@@ -185,10 +173,7 @@ fn bearer_tokens_guard_the_api_and_optionally_metrics() {
             .unwrap();
     });
 
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = http_agent(None);
     let get = |path: &str, t: Option<&str>| {
         let mut request = agent.get(&format!("http://{}{path}", server.http));
         if let Some(t) = t {
@@ -219,25 +204,6 @@ fn default_threshold(server: &Server) -> (f64, f64) {
             .into_inner();
         (info.default_contamination, info.default_threshold)
     })
-}
-
-fn digit_request() -> v1::DetectRequest {
-    let mnist = oodgate_datasets::DataDir::from_env()
-        .unwrap()
-        .mnist(oodgate_datasets::Split::Test)
-        .unwrap();
-    v1::DetectRequest {
-        images: vec![v1::Image {
-            id: "d".into(),
-            data: Some(v1::image::Data::Raw(v1::RawPixels {
-                width: 28,
-                height: 28,
-                channels: 1,
-                pixels: mnist.image(0).to_vec(),
-            })),
-        }],
-        ..Default::default()
-    }
 }
 
 /// Reload through the Admin RPC and SIGHUP: the config file is read again, the new
@@ -337,12 +303,7 @@ fn hot_reload_swaps_models_and_keeps_open_streams_on_theirs() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = ureq::get(&format!("http://{}/metrics", server.http))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains(r#"oodgate_reloads_total{result="ok"} 2"#),
         "{metrics}"

@@ -1,5 +1,7 @@
-//! The real `oodgate serve` binary on a free port, called over gRPC by the replay
-//! client, by hand-made requests, and by a Python grpcio client.
+//! The server on a free port, called over gRPC by the replay client, by hand-made
+//! requests, and by a Python grpcio client. In-process where only the answers matter;
+//! the real `oodgate serve` binary where the test also asserts its exit after SIGTERM
+//! or exact metric values (the metrics recorder is global to a process).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -7,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oodgate_e2e::{
-    Server, binary, data, detect_request, metric, python, raw_image, run, runtime, workspace,
+    InProcessServer, Server, binary, data, detect_request, metric, mnist_test, python, raw_image,
+    run, runtime, workspace,
 };
 use oodgate_proto::v1;
 use oodgate_replay::{Answer, ReplayOptions, ReplaySet, Threshold};
@@ -105,8 +108,8 @@ fn replay_through_the_server_matches_eval_to_the_image() {
 /// stream goes on.
 #[test]
 fn concurrent_streams_answer_every_image_once_in_order() {
-    let server = Server::start(&[]);
-    let mnist = data().mnist(oodgate_datasets::Split::Test).unwrap();
+    let server = InProcessServer::start(&[]);
+    let mnist = mnist_test();
     let mnist = Arc::new(mnist);
     let rt = runtime();
     rt.block_on(async {
@@ -182,8 +185,8 @@ fn concurrent_streams_answer_every_image_once_in_order() {
 /// The unary call, model information, health, reflection and refused requests.
 #[test]
 fn unary_info_health_reflection_and_refusals() {
-    let server = Server::start(&[]);
-    let mnist = data().mnist(oodgate_datasets::Split::Test).unwrap();
+    let server = InProcessServer::start(&[]);
+    let mnist = mnist_test();
     runtime().block_on(async {
         let mut client = server.client().await;
         let info = client
@@ -359,11 +362,11 @@ fn unary_info_health_reflection_and_refusals() {
 /// A full queue answers RESOURCE_EXHAUSTED at once, and the server serves again after.
 #[test]
 fn a_full_queue_answers_resource_exhausted_then_recovers() {
-    let server = Server::start(&[
+    let server = InProcessServer::start(&[
         ("OODGATE_BATCHING__QUEUE_CAPACITY", "64"),
         ("OODGATE_SERVER__MAX_IMAGES_PER_REQUEST", "64"),
     ]);
-    let mnist = data().mnist(oodgate_datasets::Split::Test).unwrap();
+    let mnist = mnist_test();
     let request = v1::DetectRequest {
         images: (0..64)
             .map(|i| raw_image(&i.to_string(), 28, 28, 1, mnist.image(i).to_vec()))
@@ -410,7 +413,7 @@ fn a_full_queue_answers_resource_exhausted_then_recovers() {
 /// Another language: a Python grpcio client generated from proto/ by grpcio-tools.
 #[test]
 fn python_grpcio_client_gets_verdicts() {
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let printed = run(Command::new(python())
         .current_dir(workspace())
         .arg("tests/python/grpc_client.py")

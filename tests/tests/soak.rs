@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::{Server, metric_value, mnist_test, raw_image};
+use oodgate_e2e::{Server, metric_value, mnist_test, raw_image, runtime, tail};
 use oodgate_proto::v1;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -178,7 +178,7 @@ fn soak_streams_lose_nothing_and_memory_stays_flat() {
         .unwrap_or(45);
     let server = Server::start(&[]);
     let mnist = Arc::new(mnist_test());
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let tasks: Vec<_> = (0..STREAMS)
@@ -217,10 +217,7 @@ fn soak_streams_lose_nothing_and_memory_stays_flat() {
     assert!(
         failures.is_empty(),
         "{failures:#?}\nserver log tail:\n{}",
-        {
-            let log = server.log_text();
-            log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
-        }
+        tail(&server.log_text(), 30)
     );
 
     let third = rss.len() / 3;

@@ -3,10 +3,10 @@
 //! happens before the ports are bound (configuration) or after (the model and index
 //! load in the background while the ports already listen).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oodgate_e2e::{ensure_index, serve_expecting_failure, workspace};
+use oodgate_e2e::{default_index, serve_expecting_failure, workspace, write};
 
 /// Longest a failing start may take (loading the runtime and the model included).
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -16,15 +16,6 @@ fn ort() -> (&'static str, String) {
         "ORT_DYLIB_PATH",
         std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (make test sets it)"),
     )
-}
-
-/// The cached index of the default model (built once if missing).
-fn default_index() -> PathBuf {
-    ensure_index();
-    let config = oodgate_server::app::config::Config::default();
-    let model = oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
-        .unwrap();
-    workspace().join(oodgate_server::app::load::index_path(&config, &model))
 }
 
 /// What one failing start showed: the error line, whether the ports were bound first,
@@ -116,12 +107,6 @@ fn assert_clear(failures: &[Failure]) {
         problems.len(),
         problems.join("\n\n")
     );
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 #[test]

@@ -3,12 +3,15 @@
 //! one server. Every id gets exactly one answer, in the order sent; invalid images get
 //! errors and valid ones verdicts.
 //!
+//! The server runs in-process: it is the only one in this test binary, so the gauges
+//! read at the end are its own.
+//!
 //! 12 cases by default (`PROPTEST_CASES` changes it); a failure is shrunk and printed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use oodgate_e2e::{Server, mnist_test, raw_image};
+use oodgate_e2e::{InProcessServer, mnist_test, raw_image, runtime, tail};
 use oodgate_proto::v1;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -76,7 +79,7 @@ fn workload() -> impl Strategy<Value = Vec<Vec<Vec<Kind>>>> {
 
 #[test]
 fn random_mixes_over_concurrent_streams_lose_nothing() {
-    let server = Server::start(&[]);
+    let server = InProcessServer::start(&[]);
     let mnist = Arc::new(mnist_test());
     let truncated_png = {
         let digit = image::GrayImage::from_raw(28, 28, mnist.image(1).to_vec()).unwrap();
@@ -87,7 +90,7 @@ fn random_mixes_over_concurrent_streams_lose_nothing() {
         let bytes = bytes.into_inner();
         Arc::new(bytes[..bytes.len() * 2 / 3].to_vec())
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = runtime();
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
@@ -213,9 +216,4 @@ fn random_mixes_over_concurrent_streams_lose_nothing() {
         Some(0.0),
         "{metrics}"
     );
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<_> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
