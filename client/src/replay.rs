@@ -59,8 +59,18 @@ impl Default for ReplayOptions {
 /// One image's answer, compactly.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Accepted { class: u32, score: f64 },
-    Rejected { class: u32, score: f64 },
+    /// `score` ranks images (see [`answer`]); `lof` is the LOF part alone, scikit-learn's
+    /// `score_samples`, which the bench compares with in-process scores.
+    Accepted {
+        class: u32,
+        score: f64,
+        lof: f64,
+    },
+    Rejected {
+        class: u32,
+        score: f64,
+        lof: f64,
+    },
     Error(String),
 }
 
@@ -68,6 +78,14 @@ impl Answer {
     pub fn score(&self) -> Option<f64> {
         match self {
             Answer::Accepted { score, .. } | Answer::Rejected { score, .. } => Some(*score),
+            Answer::Error(_) => None,
+        }
+    }
+
+    /// The LOF score alone (scikit-learn's `score_samples`).
+    pub fn lof_score(&self) -> Option<f64> {
+        match self {
+            Answer::Accepted { lof, .. } | Answer::Rejected { lof, .. } => Some(*lof),
             Answer::Error(_) => None,
         }
     }
@@ -263,31 +281,40 @@ pub fn image_id(set: &str, index: usize) -> String {
 /// Reads one verdict into an [`Answer`].
 pub fn answer(verdict: &v1::Verdict) -> anyhow::Result<Answer> {
     use v1::verdict::Outcome;
+    let lof = verdict
+        .lof
+        .as_ref()
+        .map(|lof| lof.score)
+        .with_context(|| format!("verdict {} has no LOF evidence", verdict.id));
     // The number to rank by: the training tail when the verdict has a distance part,
     // else the LOF score alone.
-    let score = || {
-        let lof = verdict
-            .lof
-            .as_ref()
-            .with_context(|| format!("verdict {} has no LOF evidence", verdict.id))?;
-        anyhow::Ok(if verdict.distance.is_some() {
+    let ranked = |lof: f64| {
+        if verdict.distance.is_some() {
             verdict.training_tail
         } else {
-            lof.score
-        })
+            lof
+        }
     };
     Ok(match &verdict.outcome {
-        Some(Outcome::Classify(c)) => Answer::Accepted {
-            class: c.class_index,
-            score: score()?,
-        },
-        Some(Outcome::Reject(r)) => Answer::Rejected {
-            class: r
-                .would_classify_as
-                .as_ref()
-                .map_or(u32::MAX, |c| c.class_index),
-            score: score()?,
-        },
+        Some(Outcome::Classify(c)) => {
+            let lof = lof?;
+            Answer::Accepted {
+                class: c.class_index,
+                score: ranked(lof),
+                lof,
+            }
+        }
+        Some(Outcome::Reject(r)) => {
+            let lof = lof?;
+            Answer::Rejected {
+                class: r
+                    .would_classify_as
+                    .as_ref()
+                    .map_or(u32::MAX, |c| c.class_index),
+                score: ranked(lof),
+                lof,
+            }
+        }
         Some(Outcome::Error(e)) => Answer::Error(e.message.clone()),
         None => bail!("verdict {} has no outcome", verdict.id),
     })

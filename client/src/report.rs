@@ -274,6 +274,7 @@ mod tests {
             .map(|i| Answer::Accepted {
                 class: 3,
                 score: f64::from(i),
+                lof: f64::from(i),
             })
             .collect();
         let labels: Vec<u8> = (0..=100).map(|i| if i < 50 { 3 } else { 4 }).collect();
@@ -282,18 +283,22 @@ mod tests {
             Answer::Rejected {
                 class: 7,
                 score: -2.0,
+                lof: -2.0,
             },
             Answer::Rejected {
                 class: 7,
                 score: 0.5,
+                lof: 0.5,
             },
             Answer::Accepted {
                 class: 7,
                 score: 1.0,
+                lof: 1.0,
             },
             Answer::Accepted {
                 class: 1,
                 score: 5.0,
+                lof: 5.0,
             },
         ];
         // A non-digit set, one error among its answers.
@@ -301,10 +306,12 @@ mod tests {
             Answer::Rejected {
                 class: 0,
                 score: 0.0,
+                lof: 0.0,
             },
             Answer::Accepted {
                 class: 0,
                 score: 3.0,
+                lof: 3.0,
             },
             Answer::Error("bad image".into()),
         ];

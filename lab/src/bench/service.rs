@@ -225,7 +225,7 @@ fn identical_scores(replay: &Replay, in_process: &[f64]) -> usize {
     replay
         .answers
         .iter()
-        .flat_map(|a| a.iter().map(|x| x.score()))
+        .flat_map(|a| a.iter().map(|x| x.lof_score()))
         .zip(in_process)
         .filter(|(s, h)| s.is_some_and(|s| (s - *h).abs() <= 1e-9 * h.abs()))
         .count()
