@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use oodgate_lab::eval::{self, EvalOptions};
-use oodgate_server::app::config::Config;
-use oodgate_server::app::load;
-use oodgate_server::core::embed::Embedder;
-use oodgate_server::core::model::ModelFiles;
-use oodgate_server::core::runtime;
+use oodgate_server::Embedder;
+use oodgate_server::ModelFiles;
+use oodgate_server::config::Config;
+use oodgate_server::load;
+use oodgate_server::runtime;
 
 pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -51,7 +51,7 @@ pub(crate) fn eval(
 ) -> anyhow::Result<()> {
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let models = if models.is_empty() {
-        oodgate_server::core::model::model_dirs(Path::new("models"))?
+        oodgate_server::model_dirs(Path::new("models"))?
     } else {
         models
     };

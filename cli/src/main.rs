@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use oodgate_lab::bench;
-use oodgate_server::app::config::{Config, LogFormat};
+use oodgate_server::config::{Config, LogFormat};
 
 mod commands;
 
@@ -155,7 +155,7 @@ fn init_logging(config: &Config) {
 /// `oodgate serve`: binds the configured addresses, turns SIGHUP into a reload and
 /// SIGINT or SIGTERM into a shutdown, and runs the service until it ends.
 fn serve(config: &Config, file: Option<PathBuf>) -> anyhow::Result<()> {
-    use oodgate_server::app::serve::{self, Listeners, Signal};
+    use oodgate_server::serve::{self, Listeners, Signal};
     use tokio::signal::unix::{SignalKind, signal};
 
     tokio::runtime::Runtime::new()?.block_on(async {

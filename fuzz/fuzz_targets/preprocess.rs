@@ -1,4 +1,4 @@
-//! Client image bytes → model input, as the server does it (`oodgate_server::core::preprocess`).
+//! Client image bytes → model input, as the server does it (`oodgate_server::preprocess`).
 //!
 //! The same input is tried twice:
 //! - whole, as encoded bytes (PNG/JPEG or anything else): `ImageInput::Encoded`;
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oodgate_server::core::preprocess::{
+use oodgate_server::preprocess::{
     ImageInput, InputSpec, Layout, Limits, preprocess_into, to_dynamic_image,
 };
 

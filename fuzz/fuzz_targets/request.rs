@@ -10,11 +10,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oodgate_server::app::config::Config;
-use oodgate_server::core::detector::ThresholdSpec;
-use oodgate_server::api::grpc::detect_input;
-use oodgate_server::core::pipeline::{SourceLabels, decode, validate};
-use oodgate_server::core::preprocess::{InputSpec, Layout, Limits};
+use oodgate_server::config::Config;
+use oodgate_server::ThresholdSpec;
+use oodgate_server::detect_input;
+use oodgate_server::{SourceLabels, decode, validate};
+use oodgate_server::preprocess::{InputSpec, Layout, Limits};
 use oodgate_proto::v1;
 use prost::Message;
 

@@ -16,7 +16,7 @@
 mod in_process;
 mod index_build;
 mod markdown;
-pub mod results;
+pub(crate) mod results;
 mod scaling;
 mod seed;
 mod service;
@@ -28,11 +28,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use oodgate_lof::SearchMode;
-use oodgate_server::app::config::Config;
-use oodgate_server::core::detector::Detector;
+use oodgate_server::Detector;
+use oodgate_server::config::Config;
 
 use in_process::TestImages;
-pub use markdown::markdown;
+pub(crate) use markdown::markdown;
 use results::{BenchResults, Machine, PipelineLimit, StageLoad};
 
 /// What `oodgate bench` measures and where it writes.
@@ -160,7 +160,7 @@ pub fn run(
     let date = shell("date -u '+%Y-%m-%d %H:%M UTC'");
 
     log.stage("load model and index");
-    let detector = oodgate_server::app::load::detector(config)?;
+    let detector = oodgate_server::load::detector(config)?;
     let model = in_process::model_info(config, &detector);
     let alternative = alternative_search(&detector);
     log.stage("load and preprocess the test sets");

@@ -18,12 +18,12 @@ use oodgate_lof::{
 };
 use serde::Serialize;
 
-use oodgate_server::core::embed::{Embedder, SessionOptions, embed_dataset};
-use oodgate_server::core::model::ModelFiles;
-use oodgate_server::core::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::ModelFiles;
+use oodgate_server::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 
 /// Contaminations of the seed article's table.
-pub const CONTAMINATIONS: [f64; 2] = [0.001, 0.01];
+pub(crate) const CONTAMINATIONS: [f64; 2] = [0.001, 0.01];
 
 pub struct EvalOptions {
     pub models: Vec<PathBuf>,
@@ -314,7 +314,7 @@ fn right(probabilities: &[f32], classes: usize, labels: &[u8]) -> Vec<bool> {
     probabilities
         .chunks(classes)
         .zip(labels)
-        .map(|(p, l)| oodgate_server::core::detector::argmax(p).0 == usize::from(*l))
+        .map(|(p, l)| oodgate_server::argmax(p).0 == usize::from(*l))
         .collect()
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use ndarray::Array2;
 use oodgate_datasets::{DataDir, Split};
-use oodgate_server::app::config::Config;
-use oodgate_server::core::embed::embed_dataset;
+use oodgate_server::config::Config;
+use oodgate_server::embed_dataset;
 
 use crate::npy::write_npy;
 
@@ -14,7 +14,7 @@ use crate::npy::write_npy;
 /// Fashion-MNIST and CIFAR-10 test embeddings, in that order) plus `queries.json`.
 pub fn run(config: &Config, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let detector = oodgate_server::app::load::detector(config)?;
+    let detector = oodgate_server::load::detector(config)?;
     let index = &detector.index;
     write_npy(&out.join("train.npy"), &index.embeddings().to_owned())?;
 

@@ -25,19 +25,19 @@ use oodgate_lof::{ExactIndex, FittedLof, auroc};
 use rand::SeedableRng;
 
 use crate::eval::CONTAMINATIONS;
-use oodgate_server::core::detector::argmax;
-use oodgate_server::core::embed::{Embedder, SessionOptions, embed_dataset};
-use oodgate_server::core::model::ModelFiles;
-use oodgate_server::core::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::ModelFiles;
+use oodgate_server::argmax;
+use oodgate_server::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 
 pub mod figures;
 
-pub use figures::{Misclassified, ScoreSet, TsneMap, thousands};
+pub(crate) use figures::{Misclassified, ScoreSet, TsneMap, thousands};
 
 /// t-SNE settings (the usual ones; van der Maaten's defaults).
-pub const PERPLEXITY: f32 = 30.0;
-pub const THETA: f32 = 0.5;
-pub const ITERATIONS: usize = 1000;
+pub(crate) const PERPLEXITY: f32 = 30.0;
+pub(crate) const THETA: f32 = 0.5;
+pub(crate) const ITERATIONS: usize = 1000;
 
 /// The files `run` writes, in order.
 pub const FIGURES: [&str; 6] = [
@@ -102,7 +102,7 @@ fn select(d: &Dataset, rows: &[usize]) -> Dataset {
 }
 
 /// `n` distinct indices below `len`, chosen by a generator seeded with `seed`, ascending.
-pub fn sample_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn sample_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut rows = rand::seq::index::sample(&mut rng, len, n.min(len)).into_vec();
     rows.sort_unstable();
@@ -110,7 +110,7 @@ pub fn sample_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Barnes-Hut t-SNE of `n` rows of `dim` floats to 2-d, on exact Euclidean neighbours.
-pub fn tsne(points: &[f32], dim: usize) -> anyhow::Result<Vec<f32>> {
+pub(crate) fn tsne(points: &[f32], dim: usize) -> anyhow::Result<Vec<f32>> {
     let n = points.len() / dim;
     // 3 x perplexity neighbours, as the Barnes-Hut paper (and bhtsne's own tree search) use.
     let k = ((3.0 * PERPLEXITY) as usize).min(n.saturating_sub(1));

@@ -16,8 +16,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
-use oodgate_server::core::pipeline::{ClientImage, ImageData, decode};
-use oodgate_server::core::preprocess::{InputSpec, Layout, Limits};
+use oodgate_server::preprocess::{InputSpec, Layout, Limits};
+use oodgate_server::{ClientImage, ImageData, decode};
 
 const MNIST: InputSpec = InputSpec {
     layout: Layout::Nhwc,

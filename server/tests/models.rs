@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use oodgate_datasets::{DataDir, Split};
-use oodgate_server::core::embed::{Embedder, SessionOptions, embed_dataset};
-use oodgate_server::core::model::ModelFiles;
-use oodgate_server::core::runtime;
+use oodgate_server::ModelFiles;
+use oodgate_server::runtime;
+use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,8 +23,7 @@ fn each_committed_model_meets_its_card_accuracy() {
     let test = data
         .mnist(Split::Test)
         .expect("MNIST test set: run `make data` or set OODGATE_DATA_DIR");
-    let models = oodgate_server::core::model::model_dirs(&workspace().join("models"))
-        .expect("models/ folder");
+    let models = oodgate_server::model_dirs(&workspace().join("models")).expect("models/ folder");
     assert!(
         models.len() >= 2,
         "expected the L2 and plain models under models/, found {models:?}"
@@ -45,9 +44,7 @@ fn each_committed_model_meets_its_card_accuracy() {
             .probabilities
             .chunks(embedder.classes)
             .zip(&test.labels)
-            .filter(|(p, label)| {
-                oodgate_server::core::detector::argmax(p).0 == usize::from(**label)
-            })
+            .filter(|(p, label)| oodgate_server::argmax(p).0 == usize::from(**label))
             .count();
         let accuracy = correct as f64 / test.len() as f64;
         let target = files

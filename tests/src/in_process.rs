@@ -1,4 +1,4 @@
-//! The service inside the test process: `oodgate_server::app::serve::run` on port-0
+//! The service inside the test process: `oodgate_server::serve::run` on port-0
 //! listeners and a runtime of its own, stopped through its signal channel when dropped.
 //!
 //! Starts faster than the binary and needs no log scraping for its ports. What it cannot
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oodgate_server::app::config::Config;
-use oodgate_server::app::serve::{self, Listeners, Signal};
+use oodgate_server::config::Config;
+use oodgate_server::serve::{self, Listeners, Signal};
 
 use crate::{Endpoints, ensure_index, workspace};
 
@@ -256,7 +256,7 @@ mod tests {
         assert!(!config.index.distance_check);
         assert_eq!(
             config.index.search,
-            oodgate_server::app::config::SearchMode::Exact
+            oodgate_server::config::SearchMode::Exact
         );
         assert_eq!(config.auth.token, "12345");
         assert_eq!(config.server.grpc_addr, "127.0.0.1:0");

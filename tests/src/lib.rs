@@ -180,10 +180,10 @@ pub fn ensure_index() {
 
 /// Where the default model's index is cached.
 fn index_path() -> PathBuf {
-    let config = oodgate_server::app::config::Config::default();
-    let model = oodgate_server::core::model::ModelFiles::load(&workspace().join(&config.model.dir))
+    let config = oodgate_server::config::Config::default();
+    let model = oodgate_server::ModelFiles::load(&workspace().join(&config.model.dir))
         .expect("the default model");
-    workspace().join(oodgate_server::app::load::index_path(&config, &model))
+    workspace().join(oodgate_server::load::index_path(&config, &model))
 }
 
 /// The cached index of the default model (built once if missing).

@@ -18,7 +18,7 @@ use tonic::Code;
 
 /// The model `oodgate serve` serves by default.
 fn default_model_dir() -> std::path::PathBuf {
-    oodgate_server::app::config::Config::default().model.dir
+    oodgate_server::config::Config::default().model.dir
 }
 
 fn default_model_name() -> String {

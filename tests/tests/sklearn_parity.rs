@@ -11,9 +11,9 @@ use ndarray::{Array1, Array2};
 use ndarray_npy::ReadNpyExt;
 use oodgate_e2e::{binary, python, run, workspace};
 use oodgate_lof::{LofIndex, SearchMode};
-use oodgate_server::app::config::Config;
-use oodgate_server::app::load::index_path;
-use oodgate_server::core::model::ModelFiles;
+use oodgate_server::ModelFiles;
+use oodgate_server::config::Config;
+use oodgate_server::load::index_path;
 
 fn read<T: ReadNpyExt>(path: &std::path::Path) -> T {
     T::read_npy(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
@@ -107,8 +107,8 @@ fn lof_matches_scikit_learn() {
         100.0 * exact_agreement
     );
     let mut default_agreement = match config.index.search {
-        oodgate_server::app::config::SearchMode::Exact => exact_agreement,
-        oodgate_server::app::config::SearchMode::Hnsw => 0.0,
+        oodgate_server::config::SearchMode::Exact => exact_agreement,
+        oodgate_server::config::SearchMode::Hnsw => 0.0,
     };
     for ef in [32, 64, 128, 256] {
         let started = std::time::Instant::now();
@@ -122,7 +122,7 @@ fn lof_matches_scikit_learn() {
                 "HNSW mode (ef {ef}, {seconds:.2} s): verdicts agree with scikit-learn on {:.3} % of queries at contamination {c}",
                 100.0 * agree
             );
-            if config.index.search == oodgate_server::app::config::SearchMode::Hnsw
+            if config.index.search == oodgate_server::config::SearchMode::Hnsw
                 && ef == config.index.ef
                 && c == "0.001"
             {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use ndarray::{Array1, Array2, Array4, Axis, Slice};
 use oodgate_datasets::{DataDir, Dataset, Split};
 use oodgate_lof::SearchMode;
-use oodgate_server::app::config::Config;
-use oodgate_server::core::detector::Detector;
-use oodgate_server::core::preprocess::prepare_dataset;
+use oodgate_server::Detector;
+use oodgate_server::config::Config;
+use oodgate_server::preprocess::prepare_dataset;
 
 use super::results::{
     LatencyStats, LofAlone, LofComparison, LofMode, ModelInfo, OrtBatch, OrtSweep, Preprocess, Seed,

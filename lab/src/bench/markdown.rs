@@ -8,7 +8,7 @@ use super::results::{
 };
 
 /// The whole report.
-pub fn markdown(r: &BenchResults) -> String {
+pub(crate) fn markdown(r: &BenchResults) -> String {
     [
         header(r),
         summary(r),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole run, as `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchResults {
+pub(crate) struct BenchResults {
     /// The command shown in the report.
     pub command: String,
     /// `--quick`: small samples, timings not to be quoted.
@@ -44,7 +44,7 @@ pub struct BenchResults {
 
 /// Where and when the run happened, and the load average at each stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Machine {
+pub(crate) struct Machine {
     pub date: String,
     pub cpu: String,
     /// As `nproc` printed it.
@@ -59,7 +59,7 @@ pub struct Machine {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageLoad {
+pub(crate) struct StageLoad {
     pub stage: String,
     /// `/proc/loadavg`'s 1, 5 and 15 minute figures.
     pub load: String,
@@ -67,7 +67,7 @@ pub struct StageLoad {
 
 /// The configured model and index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
+pub(crate) struct ModelInfo {
     pub name: String,
     pub sha256: String,
     pub intra_threads: usize,
@@ -79,14 +79,14 @@ pub struct ModelInfo {
 
 /// Preprocessing the three test sets as the service does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Preprocess {
+pub(crate) struct Preprocess {
     pub images: usize,
     pub seconds: f64,
 }
 
 /// ONNX Runtime alone over batch sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrtSweep {
+pub(crate) struct OrtSweep {
     /// MNIST test images per batch size.
     pub images: usize,
     pub sweep: Vec<OrtBatch>,
@@ -95,7 +95,7 @@ pub struct OrtSweep {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrtBatch {
+pub(crate) struct OrtBatch {
     pub batch: usize,
     pub images: usize,
     /// The best of `rounds`.
@@ -105,7 +105,7 @@ pub struct OrtBatch {
 
 /// LOF alone on one chunk size and search mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LofAlone {
+pub(crate) struct LofAlone {
     /// `SearchMode`'s `Debug`.
     pub mode: String,
     pub queries: usize,
@@ -115,7 +115,7 @@ pub struct LofAlone {
 
 /// Embed then LOF in one process, no overlap: what the service is compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PipelineLimit {
+pub(crate) struct PipelineLimit {
     /// The batch sizes tried (the better one counts).
     pub batches: Vec<usize>,
     pub images: usize,
@@ -131,7 +131,7 @@ pub struct PipelineLimit {
 
 /// Order statistics of one set of latencies, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatencyStats {
+pub(crate) struct LatencyStats {
     pub n: usize,
     // An empty sample's statistics are NaN, which JSON writes as null.
     #[serde(deserialize_with = "nan_if_null")]
@@ -148,7 +148,7 @@ pub struct LatencyStats {
 
 impl LatencyStats {
     /// numpy-style linear percentiles of `samples`.
-    pub fn of(samples: &[Duration]) -> Self {
+    pub(crate) fn of(samples: &[Duration]) -> Self {
         let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
         let percentile = |percent: f64| {
@@ -175,7 +175,7 @@ fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 /// oodgate's LOF in every search mode on all test queries, against scikit-learn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LofComparison {
+pub(crate) struct LofComparison {
     pub queries: usize,
     /// oodgate's threshold at the bench's contamination.
     pub offset: f64,
@@ -183,7 +183,7 @@ pub struct LofComparison {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LofMode {
+pub(crate) struct LofMode {
     /// "exact" or "HNSW ef N".
     pub mode: String,
     /// `SearchMode`'s `Debug` (matches [`ModelInfo::search`]).
@@ -204,7 +204,7 @@ pub struct LofMode {
 
 /// `bench/seed_stack.py`'s `seed.json`: scikit-learn LOF and Keras.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seed {
+pub(crate) struct Seed {
     pub import_seconds: f64,
     pub versions: SeedVersions,
     pub lof_fit_seconds: f64,
@@ -229,7 +229,7 @@ pub struct Seed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeedVersions {
+pub(crate) struct SeedVersions {
     pub tensorflow: String,
     pub keras: String,
     pub sklearn: String,
@@ -238,7 +238,7 @@ pub struct SeedVersions {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeedLatency {
+pub(crate) struct SeedLatency {
     pub n: usize,
     pub p50: f64,
     pub p99: f64,
@@ -247,7 +247,7 @@ pub struct SeedLatency {
 
 /// The service binary over loopback gRPC, configured search mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Service {
+pub(crate) struct Service {
     /// Process start to health `SERVING`.
     pub startup_seconds: f64,
     pub stream: Stream,
@@ -263,7 +263,7 @@ pub struct Service {
 
 /// All test images streamed by the replay library.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stream {
+pub(crate) struct Stream {
     pub streams: usize,
     pub batch: usize,
     pub window: usize,
@@ -279,7 +279,7 @@ pub struct Stream {
 /// Mean milliseconds per unary call inside the server, from its own histograms; a stage
 /// that saw no request is absent.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ServerStageMeans {
+pub(crate) struct ServerStageMeans {
     /// The whole request in the handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<f64>,
@@ -297,7 +297,7 @@ pub struct ServerStageMeans {
 
 /// A second server with the other search mode, streamed the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlternativeService {
+pub(crate) struct AlternativeService {
     /// `SearchMode`'s `Debug`.
     pub search: String,
     /// The `index.search` setting that selects it.
@@ -314,7 +314,7 @@ pub struct AlternativeService {
 
 /// `oodgate index build`, timed from outside.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexBuild {
+pub(crate) struct IndexBuild {
     pub seconds: f64,
     /// What the command printed.
     pub output: String,
@@ -322,7 +322,7 @@ pub struct IndexBuild {
 
 /// How LOF cost grows with the index (see [`super::scaling`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scaling {
+pub(crate) struct Scaling {
     pub k: usize,
     pub contamination: f64,
     /// Largest size also built with exact training neighbours.
@@ -340,7 +340,7 @@ pub struct Scaling {
 
 /// One training set size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScalingSize {
+pub(crate) struct ScalingSize {
     pub points: usize,
     /// Of `points`, how many are synthetic.
     pub synthetic: usize,
@@ -356,7 +356,7 @@ pub struct ScalingSize {
 
 impl ScalingSize {
     /// The builds measured at this size, labelled for the report.
-    pub fn builds(&self) -> impl Iterator<Item = (&'static str, &ScalingBuild)> {
+    pub(crate) fn builds(&self) -> impl Iterator<Item = (&'static str, &ScalingBuild)> {
         let exact = self.exact_build.as_ref().map(|b| ("exact", b));
         exact
             .into_iter()
@@ -366,7 +366,7 @@ impl ScalingSize {
 
 /// One index built at one size, and its searches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScalingBuild {
+pub(crate) struct ScalingBuild {
     pub build_seconds: f64,
     /// Size of the saved index artifact.
     pub artifact_bytes: u64,
@@ -379,7 +379,7 @@ pub struct ScalingBuild {
 /// One search mode on one index. The exact row has `near_threshold`; the HNSW rows
 /// have `ef` and their comparison with exact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScalingMode {
+pub(crate) struct ScalingMode {
     pub search: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<usize>,

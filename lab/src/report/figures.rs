@@ -16,7 +16,7 @@ static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const SANS: &str = "sans-serif";
 
 /// Registers the embedded font as plotters' "sans-serif" (once per process).
-pub fn register_font() -> anyhow::Result<()> {
+pub(crate) fn register_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| plotters::style::register_font(SANS, FontStyle::Normal, FONT).is_ok());
@@ -25,7 +25,7 @@ pub fn register_font() -> anyhow::Result<()> {
 }
 
 /// matplotlib's "tab10": ten colours told apart easily, one per digit.
-pub const CLASS_COLOURS: [RGBColor; 10] = [
+pub(crate) const CLASS_COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -53,7 +53,7 @@ pub const ROC_SIZE: (u32, u32) = (800, 700);
 /// `GRID_SCALE` with its caption below. Width `2 * GRID_MARGIN + GRID_COLUMNS *
 /// GRID_CELL.0`, height `GRID_HEADER + rows * GRID_CELL.1 + GRID_MARGIN` (at least one row).
 pub const GRID_COLUMNS: u32 = 10;
-pub const GRID_SCALE: u32 = 3;
+pub(crate) const GRID_SCALE: u32 = 3;
 pub const GRID_CELL: (u32, u32) = (120, 118);
 pub const GRID_MARGIN: u32 = 10;
 pub const GRID_HEADER: u32 = 44;
@@ -85,7 +85,7 @@ fn render(
 }
 
 /// PNG with the strongest compression (the figures are committed).
-pub fn save_png(image: &RgbImage, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn save_png(image: &RgbImage, path: &Path) -> anyhow::Result<()> {
     use image::ImageEncoder;
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let file = std::io::BufWriter::new(
@@ -102,7 +102,7 @@ pub fn save_png(image: &RgbImage, path: &Path) -> anyhow::Result<()> {
 }
 
 /// 10000 as "10,000".
-pub fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -119,7 +119,7 @@ fn padded(lo: f32, hi: f32) -> std::ops::Range<f32> {
     (lo - pad)..(hi + pad)
 }
 
-pub struct TsneMap<'a> {
+pub(crate) struct TsneMap<'a> {
     pub title: String,
     /// n x 2, row-major.
     pub coords: &'a [f32],
@@ -128,7 +128,7 @@ pub struct TsneMap<'a> {
 }
 
 /// A scatter of the 2-d t-SNE coordinates coloured by class, with a legend on the right.
-pub fn tsne_map(map: &TsneMap<'_>) -> anyhow::Result<RgbImage> {
+pub(crate) fn tsne_map(map: &TsneMap<'_>) -> anyhow::Result<RgbImage> {
     let (xs, ys): (Vec<f32>, Vec<f32>) = map.coords.chunks(2).map(|p| (p[0], p[1])).unzip();
     let range = |v: &[f32]| {
         let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
@@ -182,7 +182,7 @@ pub fn tsne_map(map: &TsneMap<'_>) -> anyhow::Result<RgbImage> {
 }
 
 /// One misclassified image (28x28 gray) with the model's answer and the label.
-pub struct Misclassified<'a> {
+pub(crate) struct Misclassified<'a> {
     pub pixels: &'a [u8],
     pub predicted: usize,
     pub truth: usize,
@@ -190,7 +190,10 @@ pub struct Misclassified<'a> {
 }
 
 /// The images in a grid, each with "pred X / true Y" below.
-pub fn misclassified_grid(title: &str, images: &[Misclassified<'_>]) -> anyhow::Result<RgbImage> {
+pub(crate) fn misclassified_grid(
+    title: &str,
+    images: &[Misclassified<'_>],
+) -> anyhow::Result<RgbImage> {
     render(grid_size(images.len()), |root| {
         root.draw(&Text::new(
             title,
@@ -241,7 +244,7 @@ pub fn misclassified_grid(title: &str, images: &[Misclassified<'_>]) -> anyhow::
 }
 
 /// One test set's LOF scores (scikit-learn's `score_samples`: higher = more normal).
-pub struct ScoreSet<'a> {
+pub(crate) struct ScoreSet<'a> {
     pub name: &'a str,
     pub scores: &'a [f64],
 }
@@ -260,7 +263,7 @@ fn percent_below(scores: &[f64], threshold: f64) -> f64 {
 
 /// Histograms (fraction of each set per bin) of the three sets' scores, with a dashed
 /// vertical line at each threshold (`(contamination, offset)`).
-pub fn score_histograms(
+pub(crate) fn score_histograms(
     subtitle: &str,
     sets: &[ScoreSet<'_>],
     thresholds: &[(f64, f64)],
@@ -366,7 +369,7 @@ pub fn score_histograms(
 
 /// (false positive rate, true positive rate) as the threshold sweeps from high to low:
 /// the fraction of `outliers` and of `inliers` accepted (score >= threshold).
-pub fn roc_points(inliers: &[f64], outliers: &[f64]) -> Vec<(f64, f64)> {
+pub(crate) fn roc_points(inliers: &[f64], outliers: &[f64]) -> Vec<(f64, f64)> {
     let mut pooled: Vec<(f64, bool)> = inliers
         .iter()
         .map(|s| (*s, true))
@@ -396,7 +399,7 @@ pub fn roc_points(inliers: &[f64], outliers: &[f64]) -> Vec<(f64, f64)> {
 
 /// ROC curves of each out-of-distribution set (`sets[1..]`) against the inliers
 /// (`sets[0]`), AUROC in the legend, the thresholds marked on each curve.
-pub fn roc_curves(
+pub(crate) fn roc_curves(
     subtitle: &str,
     sets: &[ScoreSet<'_>],
     aurocs: &[f64],

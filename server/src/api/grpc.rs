@@ -22,10 +22,10 @@ use crate::core::pipeline::{
 use crate::core::view::{self, Answer, Evidence, ModelView, VerdictView};
 use crate::metrics;
 
-pub use oodgate_proto::v1::admin_server::AdminServer;
-pub use oodgate_proto::v1::detector_server::DetectorServer;
+pub(crate) use oodgate_proto::v1::admin_server::AdminServer;
+pub(crate) use oodgate_proto::v1::detector_server::DetectorServer;
 
-pub struct DetectorService {
+pub(crate) struct DetectorService {
     pipeline: Arc<Pipeline>,
     /// Requests of one stream in flight at once.
     depth: usize,
@@ -34,7 +34,7 @@ pub struct DetectorService {
 
 impl DetectorService {
     /// `depth`: requests of one stream in flight at once.
-    pub fn new(pipeline: Arc<Pipeline>, depth: usize) -> Self {
+    pub(crate) fn new(pipeline: Arc<Pipeline>, depth: usize) -> Self {
         Self {
             pipeline,
             depth,
@@ -43,7 +43,7 @@ impl DetectorService {
     }
 
     /// The tonic server for this service, with the message size limit.
-    pub fn into_server(self, max_message_bytes: usize) -> DetectorServer<Self> {
+    pub(crate) fn into_server(self, max_message_bytes: usize) -> DetectorServer<Self> {
         DetectorServer::new(self)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
@@ -230,7 +230,7 @@ fn oversized(status: Status) -> Status {
 
 /// The same for unary calls, whose decoding fails before the handler runs: rewrites
 /// the status in the trailers-only response.
-pub fn oversized_response(
+pub(crate) fn oversized_response(
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
@@ -256,7 +256,7 @@ fn code<T>(answer: &Result<T, Status>) -> &'static str {
 }
 
 /// The one mapping from refusals to gRPC status codes.
-pub fn status(error: &ServeError) -> Status {
+pub(crate) fn status(error: &ServeError) -> Status {
     let message = error.to_string();
     match error {
         ServeError::InvalidArgument { field, message } => {
@@ -375,7 +375,7 @@ fn verdict(verdict: VerdictView) -> v1::Verdict {
     }
 }
 
-pub fn model_info(view: ModelView) -> v1::ModelInfo {
+pub(crate) fn model_info(view: ModelView) -> v1::ModelInfo {
     v1::ModelInfo {
         model_name: view.model_name,
         model_sha256: view.model_sha256,
@@ -397,18 +397,18 @@ pub fn model_info(view: ModelView) -> v1::ModelInfo {
 
 /// What the Admin RPC needs from the application: load a model and swap it in.
 #[tonic::async_trait]
-pub trait Reload: Send + Sync + 'static {
+pub(crate) trait Reload: Send + Sync + 'static {
     /// `model_dir`: None for the configured one. The new model, and the seconds it took.
     async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<(ModelView, f64)>;
 }
 
 /// `oodgate.v1.Admin`: hot reload.
-pub struct AdminService {
+pub(crate) struct AdminService {
     reloader: Arc<dyn Reload>,
 }
 
 impl AdminService {
-    pub fn new(reloader: Arc<dyn Reload>) -> Self {
+    pub(crate) fn new(reloader: Arc<dyn Reload>) -> Self {
         Self { reloader }
     }
 }
@@ -434,7 +434,7 @@ impl oodgate_proto::v1::admin_server::Admin for AdminService {
 }
 
 /// gRPC's canonical names (as grpc-go and Envoy label them), for the metrics.
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

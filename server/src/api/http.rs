@@ -36,7 +36,7 @@ use crate::metrics;
 const DEMO_PAGE: &str = include_str!("demo.html");
 
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     pub pipeline: Arc<Pipeline>,
     pub metrics: PrometheusHandle,
     /// Largest request body (`server.max_message_bytes`, as on gRPC).
@@ -48,14 +48,14 @@ pub struct HttpState {
 
 /// The token each group of endpoints asks for (open when `auth.protect_*` is off).
 #[derive(Clone, Default)]
-pub struct HttpAuth {
+pub(crate) struct HttpAuth {
     pub api: Token,
     pub health: Token,
     pub metrics: Token,
 }
 
 impl HttpState {
-    pub fn new(
+    pub(crate) fn new(
         pipeline: Arc<Pipeline>,
         metrics: PrometheusHandle,
         max_body_bytes: usize,
@@ -71,7 +71,7 @@ impl HttpState {
     }
 }
 
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     let limit = state.max_body_bytes;
     // The page itself is open; the API it calls is not when a token is configured.
     let page = Router::new()
@@ -167,13 +167,13 @@ async fn method_not_allowed() -> ApiError {
 
 /// An error answer: its status and a JSON body `{"error": message}`.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -193,7 +193,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The one mapping from the pipeline's refusals to HTTP statuses.
-pub fn http_status(error: &ServeError) -> StatusCode {
+pub(crate) fn http_status(error: &ServeError) -> StatusCode {
     match error {
         ServeError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
         ServeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -232,7 +232,7 @@ impl From<ServeError> for ApiError {
 }
 
 /// The gRPC code an HTTP answer counts as in `oodgate_requests_total`.
-pub fn grpc_code(status: StatusCode) -> tonic::Code {
+pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
     match status.as_u16() {
         200..=299 => tonic::Code::Ok,
         404 => tonic::Code::NotFound,
@@ -246,7 +246,7 @@ pub fn grpc_code(status: StatusCode) -> tonic::Code {
 
 /// `axum::Json`, with its rejections (bad syntax, wrong types, missing content type, body
 /// over the limit) answered as JSON errors.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<HttpState> for ApiJson<T> {
     type Rejection = ApiError;
@@ -299,7 +299,7 @@ fn too_large() -> ApiError {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DetectBody {
+pub(crate) struct DetectBody {
     pub images: Vec<JsonImage>,
     #[serde(default)]
     pub contamination: Option<f64>,
@@ -314,7 +314,7 @@ pub struct DetectBody {
 /// One image: PNG or JPEG bytes, or raw pixels, base64-encoded (standard alphabet).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JsonImage {
+pub(crate) struct JsonImage {
     #[serde(default)]
     pub id: String,
     #[serde(default, alias = "png_base64")]
@@ -326,7 +326,7 @@ pub struct JsonImage {
 /// Raw u8 pixels, row by row, channels interleaved.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct JsonPixels {
+pub(crate) struct JsonPixels {
     pub width: u32,
     pub height: u32,
     pub channels: u32,
@@ -334,14 +334,14 @@ pub struct JsonPixels {
 }
 
 #[derive(Debug, Serialize)]
-pub struct DetectReply {
+pub(crate) struct DetectReply {
     pub model: String,
     pub verdicts: Vec<JsonVerdict>,
 }
 
 /// A verdict (the core's view) and, with `return_inputs`, what the model saw.
 #[derive(Debug, Serialize)]
-pub struct JsonVerdict {
+pub(crate) struct JsonVerdict {
     #[serde(flatten)]
     pub verdict: VerdictView,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -366,7 +366,10 @@ async fn detect(
     }
 }
 
-pub async fn detect_json(pipeline: &Pipeline, body: DetectBody) -> Result<DetectReply, ApiError> {
+pub(crate) async fn detect_json(
+    pipeline: &Pipeline,
+    body: DetectBody,
+) -> Result<DetectReply, ApiError> {
     let (input, return_inputs) = detect_input(body)?;
     // The demo's few images are prepared a second time here, so the core need not
     // carry what only the demo shows.

@@ -18,9 +18,9 @@ use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Long enough for a client on a slow link to read its last frames and close.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
-pub struct LingeringClose {
+pub(crate) struct LingeringClose {
     stream: TcpStream,
     close: Close,
 }
@@ -32,7 +32,7 @@ enum Close {
 }
 
 impl LingeringClose {
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Self {
             stream,
             close: Close::Open,

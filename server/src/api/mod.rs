@@ -1,7 +1,7 @@
 //! The protocols: gRPC and HTTP adapters over the core's pipeline and views, and the
 //! transport security both share.
 
-pub mod grpc;
-pub mod http;
-pub mod linger;
-pub mod security;
+pub(crate) mod grpc;
+pub(crate) mod http;
+pub(crate) mod linger;
+pub(crate) mod security;

@@ -39,7 +39,7 @@ pub struct AuthConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SecurityError {
+pub(crate) enum SecurityError {
     #[error("{what} {path}: {message}")]
     File {
         what: &'static str,
@@ -59,14 +59,14 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, SecurityError> {
 }
 
 /// The PEM files named by `[tls]`, read once at start.
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
     pub client_ca: Option<Vec<u8>>,
 }
 
 impl TlsFiles {
-    pub fn load(config: &TlsConfig) -> Result<Option<Self>, SecurityError> {
+    pub(crate) fn load(config: &TlsConfig) -> Result<Option<Self>, SecurityError> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -82,7 +82,7 @@ impl TlsFiles {
         }))
     }
 
-    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+    pub(crate) fn grpc(&self) -> tonic::transport::ServerTlsConfig {
         let identity = tonic::transport::Identity::from_pem(&self.cert, &self.key);
         let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
         match &self.client_ca {
@@ -92,7 +92,7 @@ impl TlsFiles {
     }
 
     /// rustls for the HTTP side, with the same certificate and client-certificate policy.
-    pub fn http(&self) -> Result<Arc<rustls::ServerConfig>, SecurityError> {
+    pub(crate) fn http(&self) -> Result<Arc<rustls::ServerConfig>, SecurityError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -134,10 +134,10 @@ impl TlsFiles {
 
 /// The expected bearer token, if authentication is on.
 #[derive(Clone, Default)]
-pub struct Token(Option<Arc<[u8]>>);
+pub(crate) struct Token(Option<Arc<[u8]>>);
 
 impl Token {
-    pub fn load(config: &AuthConfig) -> Result<Self, SecurityError> {
+    pub(crate) fn load(config: &AuthConfig) -> Result<Self, SecurityError> {
         let token = if !config.token_file.as_os_str().is_empty() {
             let text = read("auth.token_file", &config.token_file)?;
             String::from_utf8_lossy(&text)
@@ -161,17 +161,17 @@ impl Token {
         ))
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.0.is_some()
     }
 
     /// No token required (for endpoints configured as open).
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         Self(None)
     }
 
     /// Whether an `authorization` header value lets the caller in.
-    pub fn admits(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) fn admits(&self, authorization: Option<&[u8]>) -> bool {
         let Some(expected) = &self.0 else {
             return true;
         };

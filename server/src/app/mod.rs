@@ -3,5 +3,5 @@
 
 pub mod config;
 pub mod load;
-pub mod reload;
+pub(crate) mod reload;
 pub mod serve;

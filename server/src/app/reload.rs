@@ -17,12 +17,12 @@ use crate::core::pipeline::{Pipeline, SourceLabels};
 use crate::core::view::ModelView;
 use crate::metrics;
 
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     pub detector: Arc<Detector>,
     pub seconds: f64,
 }
 
-pub struct Reloader {
+pub(crate) struct Reloader {
     pipeline: Arc<Pipeline>,
     /// Read again on every reload (model and index settings; the rest needs a restart).
     config_file: Option<PathBuf>,
@@ -31,7 +31,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(pipeline: Arc<Pipeline>, config_file: Option<PathBuf>) -> Self {
+    pub(crate) fn new(pipeline: Arc<Pipeline>, config_file: Option<PathBuf>) -> Self {
         Self {
             pipeline,
             config_file,
@@ -40,7 +40,7 @@ impl Reloader {
     }
 
     /// Loads `model_dir` (default: the configured model.dir) and swaps it in.
-    pub async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<Reloaded> {
+    pub(crate) async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<Reloaded> {
         let _one_at_a_time = self.busy.lock().await;
         let started = Instant::now();
         let result = self.load(model_dir).await;
@@ -94,7 +94,7 @@ impl Reload for Reloader {
 }
 
 /// The metrics of a model that starts serving.
-pub fn set_loaded(detector: &Detector, config: &Config) {
+pub(crate) fn set_loaded(detector: &Detector, config: &Config) {
     metrics::set_loaded(
         &model_labels(detector),
         &detector.model.classes,

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::worker::{WorkerError, off_runtime};
 
 /// What the batcher needs of a model and its LOF index.
-pub trait Scorer: Send + Sync + 'static {
+pub(crate) trait Scorer: Send + Sync + 'static {
     /// A model run's output for a batch of images.
     type Embedded: Send + 'static;
     /// One image's scores.
@@ -45,7 +45,7 @@ pub trait Scorer: Send + Sync + 'static {
 }
 
 /// What one request gets back from the batcher.
-pub struct BatchOutput<S: Scorer> {
+pub(crate) struct BatchOutput<S: Scorer> {
     /// One per image, in submission order.
     pub scored: Vec<S::Scored>,
     /// Time between submission and the start of its model run.
@@ -117,13 +117,13 @@ struct Job<S: Scorer> {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct BatchSettings {
+pub(crate) struct BatchSettings {
     pub max_batch_size: usize,
     pub max_wait: Duration,
 }
 
 /// The requests' side of the batcher. Cheap to clone.
-pub struct Batcher<S: Scorer> {
+pub(crate) struct Batcher<S: Scorer> {
     jobs: mpsc::UnboundedSender<Job<S>>,
     /// Images admitted but not yet submitted (still decoding): worth waiting for.
     incoming: Arc<AtomicUsize>,
@@ -140,7 +140,7 @@ impl<S: Scorer> Clone for Batcher<S> {
 }
 
 /// Announces images that will be submitted soon; dropping it unsubmitted withdraws them.
-pub struct Ticket<S: Scorer> {
+pub(crate) struct Ticket<S: Scorer> {
     batcher: Batcher<S>,
     count: usize,
 }
@@ -148,7 +148,7 @@ pub struct Ticket<S: Scorer> {
 impl<S: Scorer> Batcher<S> {
     /// Starts the batching task on the current tokio runtime. Admission (the bound on
     /// queued images) is the caller's; this queue only orders and merges.
-    pub fn spawn(settings: BatchSettings) -> Self {
+    pub(crate) fn spawn(settings: BatchSettings) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let batcher = Self {
             jobs: tx,
@@ -158,7 +158,7 @@ impl<S: Scorer> Batcher<S> {
         batcher
     }
 
-    pub fn announce(&self, count: usize) -> Ticket<S> {
+    pub(crate) fn announce(&self, count: usize) -> Ticket<S> {
         self.incoming.fetch_add(count, Ordering::SeqCst);
         Ticket {
             batcher: self.clone(),
@@ -169,7 +169,7 @@ impl<S: Scorer> Batcher<S> {
 
 impl<S: Scorer> Ticket<S> {
     /// Queues `count` preprocessed images for the model and LOF, and waits for them.
-    pub async fn score(
+    pub(crate) async fn score(
         self,
         scorer: Arc<S>,
         pixels: Vec<f32>,

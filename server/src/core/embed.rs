@@ -9,8 +9,8 @@ use ort::value::{TensorRef, ValueType};
 
 use crate::core::preprocess::{InputSpec, Layout};
 
-pub const EMBEDDING_OUTPUT: &str = "embedding";
-pub const PROBABILITIES_OUTPUT: &str = "probabilities";
+pub(crate) const EMBEDDING_OUTPUT: &str = "embedding";
+pub(crate) const PROBABILITIES_OUTPUT: &str = "probabilities";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {

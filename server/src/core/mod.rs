@@ -1,12 +1,12 @@
 //! The serving core: an image becomes a verdict. Knows nothing of gRPC or HTTP.
 
-pub mod batcher;
-pub mod detector;
-pub mod embed;
-pub mod model;
-pub mod pipeline;
+pub(crate) mod batcher;
+pub(crate) mod detector;
+pub(crate) mod embed;
+pub(crate) mod model;
+pub(crate) mod pipeline;
 pub mod preprocess;
 pub mod runtime;
-pub mod training;
-pub mod view;
-pub mod worker;
+pub(crate) mod training;
+pub(crate) mod view;
+pub(crate) mod worker;

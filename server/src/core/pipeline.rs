@@ -44,7 +44,7 @@ pub struct DetectInput {
 }
 
 /// The answer for one request: a verdict per image, in request order.
-pub struct Detection {
+pub(crate) struct Detection {
     /// The model and index that judged it (their class names label the verdicts).
     pub detector: Arc<Detector>,
     pub verdicts: Vec<ImageVerdict>,
@@ -54,7 +54,7 @@ pub struct Detection {
 }
 
 #[derive(Debug)]
-pub struct ImageVerdict {
+pub(crate) struct ImageVerdict {
     pub id: String,
     pub outcome: Result<Judgement, ImageError>,
 }
@@ -62,7 +62,7 @@ pub struct ImageVerdict {
 /// Where one request's time went (queue, model run and LOF are shared with the other
 /// requests of its batch).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Timings {
+pub(crate) struct Timings {
     pub preprocess: Duration,
     pub queue_wait: Duration,
     pub embed: Duration,
@@ -131,7 +131,7 @@ pub struct PipelineSettings {
     pub read_after_drain: Duration,
 }
 
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     detector: ArcSwapOption<Detector>,
     batcher: Batcher<Detector>,
     /// One permit per image admitted and not yet answered: the queue's bound.
@@ -151,11 +151,11 @@ pub struct Pipeline {
 }
 
 /// Held while a stream is open.
-pub struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub(crate) struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Pipeline {
     /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
-    pub fn new(settings: PipelineSettings) -> Self {
+    pub(crate) fn new(settings: PipelineSettings) -> Self {
         let batcher = Batcher::spawn(BatchSettings {
             max_batch_size: settings.max_batch_size,
             max_wait: settings.max_wait,
@@ -177,36 +177,36 @@ impl Pipeline {
     }
 
     /// The bounds every image is held to.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
-    pub fn set_detector(&self, detector: Arc<Detector>) {
+    pub(crate) fn set_detector(&self, detector: Arc<Detector>) {
         self.detector.store(Some(detector));
     }
 
-    pub fn detector(&self) -> Option<Arc<Detector>> {
+    pub(crate) fn detector(&self) -> Option<Arc<Detector>> {
         self.detector.load_full()
     }
 
     /// Loaded and not shutting down.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.detector.load().is_some() && !self.is_draining()
     }
 
     /// Shutdown has begun: open streams answer what they have read and end.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         self.draining.send_replace(true);
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         *self.draining.borrow()
     }
 
     /// Resolves when open streams must stop reading: some time into the shutdown, so
     /// clients that are finishing finish, and those that are not get UNAVAILABLE with
     /// everything read still answered before the grace period ends.
-    pub fn stop_reading(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn stop_reading(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut draining = self.draining.subscribe();
         let window = self.read_after_drain;
         async move {
@@ -216,7 +216,7 @@ impl Pipeline {
     }
 
     /// A slot for one more open stream, or RESOURCE_EXHAUSTED past `server.max_streams`.
-    pub fn open_stream(&self) -> Result<StreamSlot, ServeError> {
+    pub(crate) fn open_stream(&self) -> Result<StreamSlot, ServeError> {
         self.streams
             .clone()
             .try_acquire_owned()
@@ -228,7 +228,7 @@ impl Pipeline {
     }
 
     /// Verdicts for one request on the current model.
-    pub async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
+    pub(crate) async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
         let detector = self.detector().ok_or(ServeError::NotReady)?;
         self.detect_on(detector, input).await
     }
@@ -236,7 +236,7 @@ impl Pipeline {
     /// Verdicts for one request on a given model (a stream keeps the one it started
     /// with across reloads), recorded in the metrics. A request dropped before it
     /// finishes (its client went away) is counted as cancelled.
-    pub async fn detect_on(
+    pub(crate) async fn detect_on(
         &self,
         detector: Arc<Detector>,
         input: DetectInput,
@@ -446,7 +446,7 @@ fn decodes_in_place(images: &[ClientImage]) -> bool {
     bytes <= IN_PLACE_DECODE_BYTES
 }
 
-pub type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
+pub(crate) type Decoded = (Vec<String>, Vec<Result<(), ImageError>>, Vec<f32>);
 
 /// Each image to the model's input; valid ones packed back to back. The ids, each
 /// image's outcome, and the packed pixels.
@@ -479,7 +479,7 @@ pub fn decode(images: Vec<ClientImage>, spec: &InputSpec, limits: &Limits) -> De
 
 /// Per image, in order, the model input it becomes (floats in [0, 1] in `spec`'s
 /// layout), `None` for an image that cannot be used: what the demo page shows.
-pub fn model_inputs(
+pub(crate) fn model_inputs(
     images: Vec<ClientImage>,
     spec: &InputSpec,
     limits: &Limits,

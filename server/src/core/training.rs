@@ -7,7 +7,7 @@ use oodgate_datasets::Dataset;
 use tokio::sync::OnceCell;
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum TrainingError {
+pub(crate) enum TrainingError {
     #[error("the training images are unavailable: {0}")]
     Unavailable(String),
     #[error("training image {id}: ids go from 0 to {last}")]
@@ -17,20 +17,20 @@ pub enum TrainingError {
 }
 
 /// One training image as PNG bytes, with its label.
-pub struct TrainingImage {
+pub(crate) struct TrainingImage {
     pub png: Vec<u8>,
     pub label: u8,
 }
 
 /// MNIST train (the index's training images, in order), loaded once when first asked.
 #[derive(Clone, Default)]
-pub struct TrainingImages {
+pub(crate) struct TrainingImages {
     /// Not set while loading fails: the next request tries again.
     loaded: Arc<OnceCell<Dataset>>,
 }
 
 impl TrainingImages {
-    pub async fn get(&self, id: usize) -> Result<TrainingImage, TrainingError> {
+    pub(crate) async fn get(&self, id: usize) -> Result<TrainingImage, TrainingError> {
         let train = self
             .loaded
             .get_or_try_init(|| async {

@@ -9,7 +9,7 @@ use crate::core::pipeline::Detection;
 
 /// What the served model and index are (gRPC `ModelInfo`, HTTP `GET /v1/model`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelView {
+pub(crate) struct ModelView {
     pub model_name: String,
     pub model_sha256: String,
     pub input_layout: &'static str,
@@ -30,7 +30,7 @@ pub struct ModelView {
 }
 
 impl ModelView {
-    pub fn of(detector: &Detector) -> Self {
+    pub(crate) fn of(detector: &Detector) -> Self {
         let input = detector.embedder.input;
         Self {
             model_name: detector.model.name.clone(),
@@ -52,7 +52,7 @@ impl ModelView {
     }
 }
 
-pub fn search_mode_name(mode: oodgate_lof::SearchMode) -> &'static str {
+pub(crate) fn search_mode_name(mode: oodgate_lof::SearchMode) -> &'static str {
     match mode {
         oodgate_lof::SearchMode::Exact => "exact",
         oodgate_lof::SearchMode::Hnsw { .. } => "hnsw",
@@ -61,7 +61,7 @@ pub fn search_mode_name(mode: oodgate_lof::SearchMode) -> &'static str {
 
 /// One image's answer. Serialises as the HTTP API's verdict object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VerdictView {
+pub(crate) struct VerdictView {
     pub id: String,
     #[serde(flatten)]
     pub answer: Answer,
@@ -70,7 +70,7 @@ pub struct VerdictView {
 /// Classify or Reject with the evidence, or why the image could not be judged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
-pub enum Answer {
+pub(crate) enum Answer {
     Classify(Evidence),
     Reject(Evidence),
     Error { error: String },
@@ -78,7 +78,7 @@ pub enum Answer {
 
 /// The two parts of a verdict and what the classifier said.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evidence {
+pub(crate) struct Evidence {
     /// The classifier's answer (for a rejection: what it would have said).
     #[serde(flatten)]
     pub class: ClassView,
@@ -95,28 +95,28 @@ pub struct Evidence {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassView {
+pub(crate) struct ClassView {
     pub class_index: u32,
     pub class_name: String,
     pub probability: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LofView {
+pub(crate) struct LofView {
     pub score: f64,
     pub threshold: f64,
     pub decision: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct DistanceView {
+pub(crate) struct DistanceView {
     pub kth_distance: f64,
     pub threshold: f64,
     pub decision: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NeighbourView {
+pub(crate) struct NeighbourView {
     /// Index into the training images; `GET /v1/training/{training_id}` shows it.
     pub training_id: u32,
     pub label: u32,
@@ -125,7 +125,7 @@ pub struct NeighbourView {
 }
 
 /// The verdicts of one answered request, in request order.
-pub fn verdicts(detection: Detection) -> Vec<VerdictView> {
+pub(crate) fn verdicts(detection: Detection) -> Vec<VerdictView> {
     let classes = &detection.detector.model.classes;
     detection
         .verdicts

@@ -12,7 +12,7 @@ pub enum WorkerError {
 
 /// Runs `work` on the rayon pool (bounded by the core count, unlike tokio's blocking
 /// pool) and waits for it without blocking the async runtime.
-pub async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, WorkerError> {
     let (tx, rx) = oneshot::channel();
