@@ -94,6 +94,16 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Keeps only the first `limit` images (all when `None` or when there are fewer):
+    /// the quick runs of the offline tools.
+    pub fn truncated(mut self, limit: Option<usize>) -> Self {
+        if let Some(n) = limit.filter(|n| *n < self.len()) {
+            self.pixels.truncate(n * self.image_len());
+            self.labels.truncate(n);
+        }
+        self
+    }
+
     /// Bytes per image: `height * width * channels`.
     pub fn image_len(&self) -> usize {
         self.width as usize * self.height as usize * self.channels as usize

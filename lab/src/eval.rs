@@ -150,14 +150,6 @@ struct Scored<'a> {
     typed_right: Option<Vec<bool>>,
 }
 
-fn truncate(mut d: Dataset, limit: Option<usize>) -> Dataset {
-    if let Some(n) = limit.filter(|n| *n < d.len()) {
-        d.pixels.truncate(n * d.image_len());
-        d.labels.truncate(n);
-    }
-    d
-}
-
 fn separation(mnist: &[f64], ood: &[f64]) -> Separation {
     let t95 = threshold_accepting(mnist, 0.95);
     let t99 = threshold_accepting(mnist, 0.99);
@@ -332,7 +324,7 @@ fn synth(set: SynthSet) -> anyhow::Result<Dataset> {
 pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
     let data = DataDir::from_env()?;
-    let limit = |d| truncate(d, options.limit);
+    let limit = |d: Dataset| d.truncated(options.limit);
     let sets = Sets {
         train: limit(data.mnist(Split::Train)?),
         tests: [

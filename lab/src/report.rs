@@ -76,14 +76,6 @@ pub struct Written {
     pub seconds: f64,
 }
 
-fn truncate(mut d: Dataset, limit: Option<usize>) -> Dataset {
-    if let Some(n) = limit.filter(|n| *n < d.len()) {
-        d.pixels.truncate(n * d.image_len());
-        d.labels.truncate(n);
-    }
-    d
-}
-
 /// The images `rows` of `d`, as a dataset of their own.
 fn select(d: &Dataset, rows: &[usize]) -> Dataset {
     let mut pixels = Vec::with_capacity(rows.len() * d.image_len());
@@ -189,10 +181,10 @@ pub fn run(
         .with_context(|| format!("creating {}", options.out.display()))?;
     figures::register_font()?;
     let data = DataDir::from_env()?;
-    let train = truncate(data.mnist(Split::Train)?, options.limit);
-    let mnist = truncate(data.mnist(Split::Test)?, options.limit);
-    let fashion = truncate(data.fashion_mnist(Split::Test)?, options.limit);
-    let cifar = truncate(data.cifar10_test()?, options.limit);
+    let train = data.mnist(Split::Train)?.truncated(options.limit);
+    let mnist = data.mnist(Split::Test)?.truncated(options.limit);
+    let fashion = data.fashion_mnist(Split::Test)?.truncated(options.limit);
+    let cifar = data.cifar10_test()?.truncated(options.limit);
 
     let model = ModelFiles::load(&options.model)?;
     let embedder = Embedder::load(env, &model.onnx_path, SessionOptions::default())?;
