@@ -33,7 +33,7 @@ use oodgate_server::config::Config;
 
 use in_process::TestImages;
 pub(crate) use markdown::markdown;
-use results::{BenchResults, Machine, PipelineLimit, StageLoad};
+use results::{BenchResults, Machine, StageLoad};
 
 /// What `oodgate bench` measures and where it writes.
 #[derive(Debug, Clone, clap::Args)]
@@ -233,17 +233,7 @@ pub fn run(
     log.stage("pipeline limit (embed + LOF), second measurement");
     let limit_after =
         in_process::pipeline_limit(detector, images, &limit_batches, detector.search)?;
-    let pipeline_limit = PipelineLimit {
-        batches: limit_batches.clone(),
-        images: images.total,
-        before_service_images_per_second: limit_before.images_per_second,
-        after_service_images_per_second: limit_after.images_per_second,
-        before_batch: limit_before.batch,
-        after_batch: limit_after.batch,
-        before_by_batch: limit_before.by_batch,
-        after_by_batch: limit_after.by_batch,
-        images_per_second: (limit_before.images_per_second + limit_after.images_per_second) / 2.0,
-    };
+    let pipeline_limit = limit_before.and_after(limit_after, &limit_batches, images.total);
     log.stage("pipeline limit with the other search mode");
     let alternative_limit =
         in_process::pipeline_limit(detector, images, &limit_batches, alternative.0)?;

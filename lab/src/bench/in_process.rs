@@ -14,7 +14,8 @@ use oodgate_server::config::Config;
 use oodgate_server::preprocess::prepare_dataset;
 
 use super::results::{
-    LatencyStats, LofAlone, LofComparison, LofMode, ModelInfo, OrtBatch, OrtSweep, Preprocess, Seed,
+    LatencyStats, LofAlone, LofComparison, LofMode, ModelInfo, OrtBatch, OrtSweep, PipelineLimit,
+    Preprocess, Seed,
 };
 use super::{BATCH_SIZES, EFS, STREAM_BATCH};
 use crate::npy::write_npy;
@@ -234,6 +235,24 @@ pub(super) struct Limit {
     pub(super) images_per_second: f64,
     pub(super) batch: usize,
     pub(super) by_batch: BTreeMap<usize, f64>,
+}
+
+impl Limit {
+    /// This measurement (before the service run) with `after`, over `images` images in
+    /// chunks of each of `batches`: their mean is the limit.
+    pub(super) fn and_after(self, after: Limit, batches: &[usize], images: usize) -> PipelineLimit {
+        PipelineLimit {
+            batches: batches.to_vec(),
+            images,
+            before_service_images_per_second: self.images_per_second,
+            after_service_images_per_second: after.images_per_second,
+            before_batch: self.batch,
+            after_batch: after.batch,
+            before_by_batch: self.by_batch,
+            after_by_batch: after.by_batch,
+            images_per_second: (self.images_per_second + after.images_per_second) / 2.0,
+        }
+    }
 }
 
 /// Embed then LOF (`mode`), one after the other with no overlap, over all test images
