@@ -220,42 +220,11 @@ impl FittedLof {
 #[cfg(test)]
 mod tests {
     use ndarray::Array2;
-    use serde::Deserialize;
 
     use crate::exact::ExactIndex;
     use crate::score;
 
-    /// The fixture of `tests/sklearn_parity.rs` (scikit-learn's
-    /// `LocalOutlierFactor(n_neighbors=20, novelty=True)`, written by
-    /// `tests/make_sklearn_fixture.py`): the fields the training state is checked on.
-    #[derive(Deserialize)]
-    struct Fixture {
-        k: usize,
-        dim: usize,
-        n_train: usize,
-        train: Vec<f32>,
-        negative_outlier_factor: Vec<f64>,
-        kdist: Vec<f64>,
-        lrd: Vec<f64>,
-    }
-
-    fn fixture() -> Fixture {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sklearn_fixture.json");
-        let text = std::fs::read_to_string(path).expect("fixture present");
-        let f: Fixture = serde_json::from_str(&text).expect("fixture parses");
-        assert_eq!(f.train.len(), f.n_train * f.dim);
-        f
-    }
-
-    /// Largest `|a - b| / |b|` over the pairs, with the index where it occurs.
-    fn max_rel_diff(a: &[f64], b: &[f64]) -> (f64, usize) {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs() / y.abs().max(f64::MIN_POSITIVE))
-            .enumerate()
-            .fold((0.0, 0), |acc, (i, d)| if d > acc.0 { (d, i) } else { acc })
-    }
+    include!("../tests/common/sklearn_fixture.rs");
 
     #[test]
     fn training_state_matches_sklearn() {

@@ -6,49 +6,10 @@
 
 use oodgate_lof::ndarray::Array2;
 use oodgate_lof::{HnswParams, LofIndex, SearchMode, Thresholds, Verdict, decide};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Fixture {
-    k: usize,
-    dim: usize,
-    n_train: usize,
-    n_queries: usize,
-    contamination: f64,
-    train: Vec<f32>,
-    queries: Vec<f32>,
-    negative_outlier_factor: Vec<f64>,
-    offset: f64,
-    offsets: Vec<OffsetCase>,
-    score_samples: Vec<f64>,
-    decision_function: Vec<f64>,
-    predict: Vec<i32>,
-}
-
-#[derive(Deserialize)]
-struct OffsetCase {
-    contamination: f64,
-    offset: f64,
-}
-
-fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sklearn_fixture.json");
-    let text = std::fs::read_to_string(path).expect("fixture present");
-    let f: Fixture = serde_json::from_str(&text).expect("fixture parses");
-    assert_eq!(f.train.len(), f.n_train * f.dim);
-    assert_eq!(f.queries.len(), f.n_queries * f.dim);
-    f
-}
-
-/// Largest `|a - b| / |b|` over the pairs, with the index where it occurs.
-fn max_rel_diff(a: &[f64], b: &[f64]) -> (f64, usize) {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(f64::MIN_POSITIVE))
-        .enumerate()
-        .fold((0.0, 0), |acc, (i, d)| if d > acc.0 { (d, i) } else { acc })
-}
+// The fixture's fields, its loader and the relative difference, shared with the unit
+// tests in `src/fitted.rs`.
+include!("common/sklearn_fixture.rs");
 
 fn build(f: &Fixture) -> LofIndex {
     let labels = (0..f.n_train).map(|i| (i % 10) as u8).collect();
