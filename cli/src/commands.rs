@@ -5,25 +5,32 @@ use std::time::Instant;
 
 use anyhow::Context;
 use oodgate_lab::eval::{self, EvalOptions};
-use oodgate_server::Embedder;
 use oodgate_server::ModelFiles;
 use oodgate_server::config::Config;
 use oodgate_server::load;
 use oodgate_server::runtime;
 
-pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Result<()> {
+/// `oodgate index build`: the index of the configured model (or `--gate` folder) from
+/// its reference set, written with its provenance.
+pub(crate) fn build_index(
+    config: &Config,
+    out: Option<PathBuf>,
+    options: load::IndexOptions,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let model = ModelFiles::load(&config.model.dir)?;
-    let embedder = Embedder::load(env, &model.onnx_path, load::session_options(config))?;
-    let index = load::build_index(&embedder, config, true)?;
-    let path = out.unwrap_or_else(|| load::index_path(config, &model));
-    index
-        .save(&path, &model.sha256)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let embedder = load::model_embedder(env, &model, load::session_options(config))?;
+    let built = load::build_index(&embedder, &model, config, &options)?;
+    let path = out.unwrap_or_else(|| match &model.gate {
+        Some(_) => model.dir.join(load::GATE_INDEX_FILE),
+        None => load::index_path(config, &model),
+    });
+    load::save_index(&built, &path, &model)?;
     let size = std::fs::metadata(&path)?.len();
     let load_started = Instant::now();
-    let loaded = oodgate_lof::LofIndex::load(&path, &model.sha256)?;
+    let (loaded, _) = load::load_index(&path, &model)?;
+    let reference = &built.provenance.reference;
     println!(
         "index {}: {} x {} embeddings, k = {}, {:.1} MB; recall@k {}; built in {:.1} s; loads in {:.3} s",
         path.display(),
@@ -38,6 +45,26 @@ pub(crate) fn build_index(config: &Config, out: Option<PathBuf>) -> anyhow::Resu
         started.elapsed().as_secs_f64(),
         load_started.elapsed().as_secs_f64(),
     );
+    println!(
+        "reference: {} {} ({} items, fingerprint {}){}",
+        reference.kind,
+        reference.location,
+        reference.count,
+        &reference.fingerprint[..16],
+        match reference.skipped.len() {
+            0 => String::new(),
+            n => format!("; {n} unreadable images skipped"),
+        }
+    );
+    if let Some(c) = &built.provenance.calibration {
+        println!(
+            "calibration: {} items; default threshold rejects {:.2} % of them (asked {:.2} %; LOF alone {:.2} %)",
+            c.set.count,
+            100.0 * c.rejected_fused,
+            100.0 * c.false_rejection_rate,
+            100.0 * c.rejected_lof,
+        );
+    }
     Ok(())
 }
 

@@ -107,9 +107,30 @@ enum Command {
 
 #[derive(Subcommand)]
 enum IndexAction {
-    /// Embed the MNIST training images, fit LOF, build the HNSW graph, save the artifact.
+    /// Embed a gate's reference set, fit LOF, build the HNSW graph, save the artifact
+    /// (with the model's and gate config's hashes, the set's fingerprint and each item's
+    /// origin). Default set: the gate's [reference], or MNIST train for a model folder
+    /// without gate.toml.
     Build {
-        /// Where to write it; default: the configured index path.
+        /// The gate (model folder); default: the configured model.dir.
+        #[arg(long)]
+        gate: Option<PathBuf>,
+        /// The reference set: folder:DIR (one subfolder per class), idx:IMAGES,LABELS,
+        /// cifar10:FILE[,FILE...], npy:EMBEDDINGS[,LABELS] or dataset:NAME[/SPLIT].
+        #[arg(long)]
+        reference: Option<oodgate_server::gate::Source>,
+        /// A held-out in-distribution set (same forms) that fixes the default threshold
+        /// at --false-rejection-rate.
+        #[arg(long)]
+        calibration: Option<oodgate_server::gate::Source>,
+        /// With --calibration: the share of it the default threshold rejects.
+        #[arg(long, default_value_t = 0.01, requires = "calibration")]
+        false_rejection_rate: f64,
+        /// Leave unreadable reference images out (counted and recorded) instead of refusing.
+        #[arg(long)]
+        skip_unreadable: bool,
+        /// Where to write it; default: the gate folder's index.lof (a folder with
+        /// gate.toml), else the configured index path.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -191,8 +212,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve(&config, cli.config)
         }
         Command::Index {
-            action: IndexAction::Build { out },
-        } => commands::build_index(&config, out),
+            action:
+                IndexAction::Build {
+                    gate,
+                    reference,
+                    calibration,
+                    false_rejection_rate,
+                    skip_unreadable,
+                    out,
+                },
+        } => {
+            let mut config = config;
+            if let Some(dir) = gate {
+                config.model.dir = dir;
+            }
+            if !(false_rejection_rate > 0.0 && false_rejection_rate <= 0.5) {
+                anyhow::bail!(
+                    "--false-rejection-rate must be in (0, 0.5], got {false_rejection_rate}"
+                );
+            }
+            let options = oodgate_server::load::IndexOptions {
+                reference,
+                calibration: calibration.map(|c| (c, false_rejection_rate)),
+                skip_unreadable,
+                progress: true,
+            };
+            commands::build_index(&config, out, options)
+        }
         Command::Eval {
             models,
             k,

@@ -49,8 +49,9 @@ pub(crate) const DISTANCE: &str = "euclidean";
 
 const PREAMBLE_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
-/// A header is a few hundred bytes; refuse absurd lengths before allocating.
-const MAX_HEADER_LEN: u32 = 1 << 20;
+/// A header is a few hundred bytes, or a few megabytes with a folder's file list in
+/// `provenance`; refuse absurd lengths before allocating.
+const MAX_HEADER_LEN: u32 = 256 << 20;
 
 /// What an index file says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,12 @@ pub struct ArtifactHeader {
     pub recall: Option<RecallReport>,
     /// Which code wrote the file, for humans.
     pub writer: String,
+    /// What the caller recorded about the indexed set (the server: the gate config's
+    /// hash, the reference set's fingerprint and where each item came from, the
+    /// calibration). Stored and returned as is; this crate never reads it. Absent in
+    /// files written before it existed, so the format version did not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<serde_json::Value>,
 }
 
 /// Borrowed contents to write.

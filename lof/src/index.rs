@@ -394,6 +394,17 @@ impl LofIndex {
     /// Writes the index to `path` as one artifact file (atomically), recording
     /// `model_hash` so that loading for another model is refused.
     pub fn save(&self, path: &Path, model_hash: &str) -> Result<(), LofError> {
+        self.save_with_provenance(path, model_hash, None)
+    }
+
+    /// [`Self::save`], with the caller's record of the indexed set in the header
+    /// (read back by [`Self::load_with_provenance`]).
+    pub fn save_with_provenance(
+        &self,
+        path: &Path,
+        model_hash: &str,
+        provenance: Option<serde_json::Value>,
+    ) -> Result<(), LofError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| LofError::Io {
                 path: parent.to_path_buf(),
@@ -412,6 +423,7 @@ impl LofIndex {
                 "oodgate-lof {} (graph built by hnsw_rs 0.3)",
                 env!("CARGO_PKG_VERSION")
             ),
+            provenance,
         };
         let embeddings = self.embeddings();
         let embeddings = embeddings.as_slice().expect("standard layout");
@@ -433,6 +445,14 @@ impl LofIndex {
     /// (`ModelMismatch`), of another format version, with wrong magic, truncated or
     /// corrupted. The graph is reloaded, not rebuilt.
     pub fn load(path: &Path, expected_model_hash: &str) -> Result<Self, LofError> {
+        Ok(Self::load_with_provenance(path, expected_model_hash)?.0)
+    }
+
+    /// [`Self::load`], returning also what [`Self::save_with_provenance`] recorded.
+    pub fn load_with_provenance(
+        path: &Path,
+        expected_model_hash: &str,
+    ) -> Result<(Self, Option<serde_json::Value>), LofError> {
         let bytes = artifact::read_file(path)?;
         let d = artifact::decode(path, &bytes, expected_model_hash)?;
         drop(bytes);
@@ -446,7 +466,7 @@ impl LofIndex {
         let graph = Graph::from_layers(n, d.layers)
             .map_err(|e| corrupt(e.to_string()))?
             .with_seeds(data.view(), &d.kdist);
-        Ok(Self {
+        let index = Self {
             fitted: FittedLof::from_parts(
                 ExactIndex::new(data),
                 d.header.k,
@@ -458,7 +478,8 @@ impl LofIndex {
             graph,
             hnsw_params: d.header.hnsw,
             recall: d.header.recall,
-        })
+        };
+        Ok((index, d.header.provenance))
     }
 
     /// Number of training points.

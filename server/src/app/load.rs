@@ -8,10 +8,12 @@ use oodgate_lof::{HnswParams, LofIndex, SearchMode};
 
 use crate::app::config::{self, Config};
 use crate::core::detector::{Detector, DetectorError, DetectorSettings};
-use crate::core::embed::{EmbedError, Embedder, SessionOptions, embed_dataset};
+use crate::core::embed::{EmbedError, Embedder, SessionOptions};
+use crate::core::gate::Source;
 use crate::core::model::{ModelError, ModelFiles};
 use crate::core::pipeline::PipelineSettings;
 use crate::core::preprocess::Limits;
+use crate::core::reference::{self, Provenance, ReadOptions, ReferenceError};
 use crate::core::runtime::{self, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,29 @@ pub enum LoadError {
     Lof(#[from] oodgate_lof::LofError),
     #[error("training data for the index: {0}")]
     Data(#[from] oodgate_datasets::DatasetError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(
+        "{path}: no [reference] set to build the index from; add one, or give --reference to `oodgate index build`"
+    )]
+    NoReference { path: PathBuf },
+    #[error("{dir}: classes.json names {names} classes, the model's class output has {outputs}")]
+    Classes {
+        dir: PathBuf,
+        names: usize,
+        outputs: usize,
+    },
+    #[error("index {path}: unreadable provenance: {message}")]
+    Provenance { path: PathBuf, message: String },
+    #[error(
+        "index {path} was built for gate config {found}, {dir} has {wanted} (its input, embedding output, k, reference or calibration set changed); rebuild it with `oodgate index build --gate {dir}`"
+    )]
+    IndexConfig {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+        dir: PathBuf,
+    },
     #[error(
         "index {path} was built with k={found}, the config asks for k={wanted}; delete it or set index.k"
     )]
@@ -44,58 +69,116 @@ pub enum LoadError {
     },
 }
 
-/// Loads the configured model and its index, building and caching the index from
-/// the MNIST training images when there is none yet.
+/// Loads the configured model and its index, building and caching the index from the
+/// reference set when there is none yet (the gate's `[reference]`, or MNIST train for a
+/// model folder without gate.toml).
 pub fn detector(config: &Config) -> Result<Detector, LoadError> {
     let (model, embedder) = embedder(config)?;
     let path = index_path(config, &model);
-    let index = if path.is_file() {
+    let settings = detector_settings(config, &model);
+    let (index, provenance) = if path.is_file() {
         let started = Instant::now();
-        let index = LofIndex::load(&path, &model.sha256).map_err(|source| LoadError::Index {
-            path: path.clone(),
-            source,
-        })?;
-        tracing::info!(path = %path.display(), count = index.len(), seconds = started.elapsed().as_secs_f64(), "index loaded");
-        index
+        let loaded = load_index(&path, &model)?;
+        tracing::info!(path = %path.display(), count = loaded.0.len(), seconds = started.elapsed().as_secs_f64(), "index loaded");
+        loaded
     } else {
-        tracing::info!(path = %path.display(), "no index yet: building it from the MNIST training images");
-        let index = build_index(&embedder, config, false)?;
-        index
-            .save(&path, &model.sha256)
-            .map_err(|source| LoadError::Index {
-                path: path.clone(),
-                source,
-            })?;
-        index
+        tracing::info!(path = %path.display(), "no index yet: building it from the reference set");
+        let built = build_index(&embedder, &model, config, &IndexOptions::default())?;
+        save_index(&built, &path, &model)?;
+        (built.index, Some(built.provenance))
     };
-    if index.k() != config.index.k {
+    if index.k() != settings.k {
         return Err(LoadError::IndexK {
             path,
             found: index.k(),
-            wanted: config.index.k,
+            wanted: settings.k,
         });
     }
     Ok(Detector::new(
         model,
         embedder,
         index,
-        detector_settings(config),
+        settings.detector,
+        provenance,
     )?)
+}
+
+/// Loads an index artifact, refusing one built for another model or another gate
+/// config (`index_sha256`: input, embedding output, k, reference and calibration sets).
+pub fn load_index(
+    path: &Path,
+    model: &ModelFiles,
+) -> Result<(LofIndex, Option<Provenance>), LoadError> {
+    let (index, provenance) =
+        LofIndex::load_with_provenance(path, &model.sha256).map_err(|source| LoadError::Index {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let provenance: Option<Provenance> = provenance
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| LoadError::Provenance {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let wanted = model.gate.as_ref().map(|g| g.index_sha256.clone());
+    let found = provenance.as_ref().and_then(|p| p.gate_config.clone());
+    if wanted != found {
+        return Err(LoadError::IndexConfig {
+            path: path.to_path_buf(),
+            found: found.unwrap_or_else(|| "none".into()),
+            wanted: wanted.unwrap_or_else(|| "none (no gate.toml)".into()),
+            dir: model.dir.clone(),
+        });
+    }
+    Ok((index, provenance))
 }
 
 /// The configured model's files and its ONNX session.
 pub fn embedder(config: &Config) -> Result<(ModelFiles, Embedder), LoadError> {
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let model = ModelFiles::load(&config.model.dir)?;
-    let embedder = Embedder::load(env, &model.onnx_path, session_options(config))?;
+    let embedder = model_embedder(env, &model, session_options(config))?;
     Ok((model, embedder))
 }
 
-pub fn detector_settings(config: &Config) -> DetectorSettings {
-    DetectorSettings {
-        search: search_mode(config),
-        contamination: config.index.contamination,
-        distance_check: config.index.distance_check,
+/// The ONNX session of a model folder, reading the input and outputs its gate config names.
+pub fn model_embedder(
+    env: &ort::environment::Environment,
+    model: &ModelFiles,
+    options: SessionOptions,
+) -> Result<Embedder, LoadError> {
+    let embedder = Embedder::load_with(env, &model.onnx_path, options, &model.io())?;
+    if embedder.classes != model.classes.len() {
+        return Err(LoadError::Classes {
+            dir: model.dir.clone(),
+            names: model.classes.len(),
+            outputs: embedder.classes,
+        });
+    }
+    Ok(embedder)
+}
+
+/// How one gate judges: the server's `[index]` section, overridden by the gate config's
+/// `[lof]`.
+pub struct GateSettings {
+    pub k: usize,
+    pub detector: DetectorSettings,
+}
+
+pub fn detector_settings(config: &Config, model: &ModelFiles) -> GateSettings {
+    let lof = model
+        .gate
+        .as_ref()
+        .map(|g| g.file.lof.clone())
+        .unwrap_or_default();
+    GateSettings {
+        k: lof.k.unwrap_or(config.index.k),
+        detector: DetectorSettings {
+            search: search_mode(config),
+            contamination: lof.contamination.unwrap_or(config.index.contamination),
+            distance_check: lof.distance_check.unwrap_or(config.index.distance_check),
+        },
     }
 }
 
@@ -146,37 +229,91 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
     }
 }
 
-/// The configured artifact, or one per model hash and k in the cache folder.
+/// The configured artifact; else the gate folder's `index.lof` when it has one; else
+/// one per model (and gate config) hash and k in the cache folder.
 pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
     if !config.index.path.as_os_str().is_empty() {
         return config.index.path.clone();
     }
-    let name = format!(
-        "{}-{}-k{}.lof",
-        model.name,
-        &model.sha256[..12],
-        config.index.k
-    );
+    let in_folder = model.dir.join(GATE_INDEX_FILE);
+    if model.gate.is_some() && in_folder.is_file() {
+        return in_folder;
+    }
+    let k = detector_settings(config, model).k;
+    let name = match &model.gate {
+        None => format!("{}-{}-k{k}.lof", model.name, &model.sha256[..12]),
+        Some(gate) => format!(
+            "{}-{}-{}-k{k}.lof",
+            model.name,
+            &model.sha256[..12],
+            &gate.index_sha256[..8]
+        ),
+    };
     Path::new(&config.index.cache_dir).join(name)
 }
 
-/// Embeds the MNIST training images and fits the LOF index on them (exact
-/// neighbours, then the HNSW graph and its recall check).
+/// A built index's file name inside a gate folder (`oodgate index build --gate` writes it).
+pub const GATE_INDEX_FILE: &str = "index.lof";
+
+/// What to build an index from, when not the gate's own `[reference]` and
+/// `[calibration]`.
+#[derive(Debug, Clone, Default)]
+pub struct IndexOptions {
+    pub reference: Option<Source>,
+    /// A held-out set and the false-rejection rate to fix the default threshold at.
+    pub calibration: Option<(Source, f64)>,
+    pub skip_unreadable: bool,
+    pub progress: bool,
+}
+
+/// An index and what it records about its sets.
+pub struct BuiltIndex {
+    pub index: LofIndex,
+    pub provenance: Provenance,
+}
+
+/// Embeds the reference set and fits the LOF index on it (exact neighbours, then the
+/// HNSW graph and its recall check), then calibrates the default threshold when a
+/// calibration set is given. The reference set: `options`, else the gate's
+/// `[reference]`, else (for a model folder without gate.toml) MNIST train.
 pub fn build_index(
     embedder: &Embedder,
+    model: &ModelFiles,
     config: &Config,
-    progress: bool,
-) -> Result<LofIndex, LoadError> {
-    let data = oodgate_datasets::DataDir::from_env()?;
-    let train = data.mnist(oodgate_datasets::Split::Train)?;
-    let embedded = embed_dataset(embedder, &train, progress)?;
+    options: &IndexOptions,
+) -> Result<BuiltIndex, LoadError> {
+    let gate = model.gate.as_ref();
+    let reference = match (&options.reference, gate) {
+        (Some(source), _) => source.clone(),
+        (None, Some(gate)) => gate
+            .reference
+            .clone()
+            .ok_or_else(|| LoadError::NoReference {
+                path: gate.path.clone(),
+            })?,
+        (None, None) => Source::Dataset {
+            id: oodgate_datasets::DatasetId::Mnist,
+            split: oodgate_datasets::Split::Train,
+        },
+    };
+    let calibration = options
+        .calibration
+        .clone()
+        .or_else(|| gate.and_then(|g| g.calibration.clone()));
+    let read = ReadOptions {
+        classes: &model.classes,
+        skip_unreadable: options.skip_unreadable,
+        progress: options.progress,
+    };
+    let set = reference::embed_source(&reference, embedder, read)?;
+    let settings = detector_settings(config, model);
     let (index, report) = LofIndex::build(
-        embedded.embeddings,
-        train.labels.clone(),
+        set.embeddings,
+        set.labels,
         embedder.embedding_dim,
-        config.index.k,
+        settings.k,
         hnsw_params(config),
-        progress,
+        options.progress,
     )?;
     tracing::info!(
         count = index.len(),
@@ -186,5 +323,39 @@ pub fn build_index(
         recall = ?report.recall,
         "index built"
     );
-    Ok(index)
+    let calibration = match calibration {
+        None => None,
+        Some((source, rate)) => {
+            let held_out = reference::embed_source(&source, embedder, read)?;
+            let calibration = reference::calibrate(&index, held_out, rate)?;
+            tracing::info!(
+                count = calibration.set.count,
+                rate,
+                rejected_lof = calibration.rejected_lof,
+                rejected_fused = calibration.rejected_fused,
+                "default threshold calibrated"
+            );
+            Some(calibration)
+        }
+    };
+    Ok(BuiltIndex {
+        index,
+        provenance: Provenance {
+            gate_config: gate.map(|g| g.index_sha256.clone()),
+            reference: set.record,
+            calibration,
+        },
+    })
+}
+
+/// Writes a built index with its provenance.
+pub fn save_index(built: &BuiltIndex, path: &Path, model: &ModelFiles) -> Result<(), LoadError> {
+    let provenance = serde_json::to_value(&built.provenance).expect("plain data serialises");
+    built
+        .index
+        .save_with_provenance(path, &model.sha256, Some(provenance))
+        .map_err(|source| LoadError::Index {
+            path: path.to_path_buf(),
+            source,
+        })
 }

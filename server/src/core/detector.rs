@@ -9,6 +9,7 @@ use oodgate_lof::{LofIndex, Neighbour, SearchMode, Thresholds, Verdict, decide};
 
 use crate::core::embed::{EmbedError, Embedded, Embedder};
 use crate::core::model::ModelFiles;
+use crate::core::reference::{Calibration, Provenance};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
@@ -80,17 +81,33 @@ pub struct Detector {
     pub default_thresholds: Thresholds,
     /// Whether verdicts also hold the k-th neighbour distance to a threshold.
     pub distance_check: bool,
+    /// Where the index's items came from, and the calibration (None: an index built
+    /// before they were recorded).
+    pub provenance: Option<Provenance>,
 }
 
 impl Detector {
+    /// The default threshold is the calibration's when the index has one, else the
+    /// contamination's.
     pub fn new(
         model: ModelFiles,
         embedder: Embedder,
         index: LofIndex,
         settings: DetectorSettings,
+        provenance: Option<Provenance>,
     ) -> Result<Self, DetectorError> {
-        let default_thresholds =
-            thresholds(&index, settings.contamination, settings.distance_check)?;
+        let calibration = provenance.as_ref().and_then(|p| p.calibration.as_ref());
+        let default_thresholds = match calibration {
+            Some(c) if settings.distance_check => Thresholds {
+                lof: c.fused_lof_threshold,
+                distance: Some(c.fused_distance_threshold),
+            },
+            Some(c) => Thresholds {
+                lof: c.lof_threshold,
+                distance: None,
+            },
+            None => thresholds(&index, settings.contamination, settings.distance_check)?,
+        };
         Ok(Self {
             model,
             embedder,
@@ -99,7 +116,13 @@ impl Detector {
             default_contamination: settings.contamination,
             default_thresholds,
             distance_check: settings.distance_check,
+            provenance,
         })
+    }
+
+    /// The calibration that fixed the default threshold, if one did.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.provenance.as_ref()?.calibration.as_ref()
     }
 
     /// Both parts' thresholds for a request. A contamination and a false-rejection rate

@@ -7,6 +7,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
 
+use crate::core::gate::ClassOutput;
 use crate::core::preprocess::{InputSpec, Layout};
 
 pub(crate) const EMBEDDING_OUTPUT: &str = "embedding";
@@ -18,6 +19,13 @@ pub enum EmbedError {
     Load { path: String, message: String },
     #[error("ONNX model {path} does not follow the model contract: {message}")]
     Contract { path: String, message: String },
+    #[error("{config}: {field}: {message} ({model})")]
+    Config {
+        config: String,
+        field: &'static str,
+        model: String,
+        message: String,
+    },
     #[error("inference failed: {0}")]
     Run(String),
 }
@@ -54,6 +62,8 @@ pub struct Embedder {
     /// own thread pool parallelises inside it.
     session: Mutex<Session>,
     input_name: String,
+    embedding_output: String,
+    class_output: ClassOutput,
     pub input: InputSpec,
     pub embedding_dim: usize,
     pub classes: usize,
@@ -83,47 +93,143 @@ fn build_session(
         .commit_from_file(path)
 }
 
-/// Reads NHWC or NCHW and H, W, C from a rank-4 float input with a dynamic batch.
-fn input_spec(shape: &[i64]) -> Result<InputSpec, String> {
+/// Which ONNX input and outputs to use, and what a gate's config says about the input.
+/// The default is the model contract of the trainer's folders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelIo {
+    /// The input's name; needed only when the model has several.
+    pub input: Option<String>,
+    pub embedding: String,
+    pub classes: ClassOutput,
+    /// Declared by the config; checked against the ONNX file, and used where the file
+    /// leaves a dimension dynamic.
+    pub layout: Option<Layout>,
+    pub height: Option<u32>,
+    pub width: Option<u32>,
+    pub channels: Option<u32>,
+    /// The config file that declared them, named in errors.
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl Default for ModelIo {
+    fn default() -> Self {
+        Self {
+            input: None,
+            embedding: EMBEDDING_OUTPUT.into(),
+            classes: ClassOutput::Probabilities(PROBABILITIES_OUTPUT.into()),
+            layout: None,
+            height: None,
+            width: None,
+            channels: None,
+            config: None,
+        }
+    }
+}
+
+/// A mismatch between the ONNX file and the contract or the config: the config field
+/// it concerns (when a config declared it) and the message.
+struct Mismatch(&'static str, String);
+
+/// Reads NHWC or NCHW and H, W, C from a rank-4 float input with a dynamic batch,
+/// filling dynamic dimensions from the config and checking declared ones.
+fn input_spec(shape: &[i64], io: &ModelIo) -> Result<InputSpec, Mismatch> {
     if shape.len() != 4 {
-        return Err(format!(
-            "input must be rank 4 (batch, then H, W, C in some order), got {shape:?}"
+        return Err(Mismatch(
+            "input",
+            format!("input must be rank 4 (batch, then H, W, C in some order), got {shape:?}"),
         ));
     }
-    let known = |d: i64| -> Result<u32, String> {
-        u32::try_from(d)
-            .ok()
-            .filter(|d| *d > 0)
-            .ok_or_else(|| format!("input dimensions must be fixed, got {shape:?}"))
-    };
     let is_channels = |d: i64| matches!(d, 1 | 3 | 4);
-    let (layout, h, w, c) = if is_channels(shape[3]) {
-        (Layout::Nhwc, shape[1], shape[2], shape[3])
-    } else if is_channels(shape[1]) {
-        (Layout::Nchw, shape[2], shape[3], shape[1])
-    } else {
-        return Err(format!(
-            "cannot tell the channel axis of input shape {shape:?} (1, 3 or 4 channels)"
-        ));
+    let layout = match io.layout {
+        Some(layout) => layout,
+        None if is_channels(shape[3]) => Layout::Nhwc,
+        None if is_channels(shape[1]) => Layout::Nchw,
+        None if io.channels.is_some() && shape[3] < 0 && shape[1] > 0 => Layout::Nhwc,
+        None if io.channels.is_some() && shape[1] < 0 => Layout::Nchw,
+        None => {
+            return Err(Mismatch(
+                "input.layout",
+                format!(
+                    "cannot tell the channel axis of input shape {shape:?} (1, 3 or 4 channels)"
+                ),
+            ));
+        }
     };
-    Ok(InputSpec {
+    let (h, w, c) = match layout {
+        Layout::Nhwc => (shape[1], shape[2], shape[3]),
+        Layout::Nchw => (shape[2], shape[3], shape[1]),
+    };
+    let dim = |field: &'static str, what: &str, found: i64, declared: Option<u32>| match (
+        u32::try_from(found).ok().filter(|d| *d > 0),
+        declared,
+    ) {
+        (Some(found), Some(declared)) if found != declared => Err(Mismatch(
+            field,
+            format!("{declared}, but the model's input {what} is {found} (shape {shape:?})"),
+        )),
+        (Some(found), _) => Ok(found),
+        (None, Some(declared)) => Ok(declared),
+        (None, None) => Err(Mismatch(
+            field,
+            format!(
+                "the model's input {what} is dynamic (shape {shape:?}): set it in the gate config"
+            ),
+        )),
+    };
+    let spec = InputSpec {
         layout,
-        height: known(h)?,
-        width: known(w)?,
-        channels: known(c)?,
-    })
+        height: dim("input.height", "height", h, io.height)?,
+        width: dim("input.width", "width", w, io.width)?,
+        channels: dim("input.colour", "channel count", c, io.channels)?,
+    };
+    if !matches!(spec.channels, 1 | 3 | 4) {
+        return Err(Mismatch(
+            "input.layout",
+            format!(
+                "{} channels on the {} channel axis of {shape:?}: expected 1, 3 or 4",
+                spec.channels,
+                layout.as_str()
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+/// Lists names for error messages.
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 impl Embedder {
+    /// Opens a model that follows the trainer's contract (one input, outputs
+    /// `embedding` and `probabilities`).
     pub fn load(
         env: &ort::environment::Environment,
         path: &Path,
         options: SessionOptions,
     ) -> Result<Self, EmbedError> {
+        Self::load_with(env, path, options, &ModelIo::default())
+    }
+
+    /// Opens a model, using the input and outputs `io` names.
+    pub fn load_with(
+        env: &ort::environment::Environment,
+        path: &Path,
+        options: SessionOptions,
+        io: &ModelIo,
+    ) -> Result<Self, EmbedError> {
         let shown = path.display().to_string();
-        let contract = |message: String| EmbedError::Contract {
-            path: shown.clone(),
-            message,
+        let contract = |Mismatch(field, message): Mismatch| match &io.config {
+            Some(config) => EmbedError::Config {
+                config: config.display().to_string(),
+                field,
+                model: shown.clone(),
+                message,
+            },
+            None => EmbedError::Contract {
+                path: shown.clone(),
+                message,
+            },
         };
         if !path.is_file() {
             return Err(EmbedError::Load {
@@ -136,11 +242,33 @@ impl Embedder {
             message: e.to_string(),
         })?;
 
-        let [input] = session.inputs() else {
-            return Err(contract(format!(
-                "expected one input, found {}",
-                session.inputs().len()
-            )));
+        let input = match &io.input {
+            Some(name) => session
+                .inputs()
+                .iter()
+                .find(|i| i.name() == name)
+                .ok_or_else(|| {
+                    contract(Mismatch(
+                        "input.name",
+                        format!(
+                            "no input named `{name}` (inputs: {})",
+                            names(session.inputs().iter().map(|i| i.name()))
+                        ),
+                    ))
+                })?,
+            None => match session.inputs() {
+                [input] => input,
+                inputs => {
+                    return Err(contract(Mismatch(
+                        "input.name",
+                        format!(
+                            "expected one input, found {} ({}): name the one to use",
+                            inputs.len(),
+                            names(inputs.iter().map(|i| i.name()))
+                        ),
+                    )));
+                }
+            },
         };
         let input_name = input.name().to_owned();
         let input = match input.dtype() {
@@ -148,33 +276,53 @@ impl Embedder {
                 ty: ort::value::TensorElementType::Float32,
                 shape,
                 ..
-            } => input_spec(shape).map_err(&contract)?,
+            } => input_spec(shape, io).map_err(&contract)?,
             other => {
-                return Err(contract(format!(
-                    "input must be a float32 tensor, found {other:?}"
+                return Err(contract(Mismatch(
+                    "input.name",
+                    format!("input must be a float32 tensor, found {other:?}"),
                 )));
             }
         };
-        let output_width = |name: &str| -> Result<usize, EmbedError> {
+        let output_width = |field: &'static str, name: &str| -> Result<usize, EmbedError> {
             let outlet = session
                 .outputs()
                 .iter()
                 .find(|o| o.name() == name)
-                .ok_or_else(|| contract(format!("no output named `{name}`")))?;
+                .ok_or_else(|| {
+                    contract(Mismatch(
+                        field,
+                        format!(
+                            "no output named `{name}` (outputs: {})",
+                            names(session.outputs().iter().map(|o| o.name()))
+                        ),
+                    ))
+                })?;
             match outlet.dtype() {
-                ValueType::Tensor { shape, .. } if shape.len() == 2 && shape[1] > 0 => {
-                    Ok(shape[1] as usize)
-                }
-                other => Err(contract(format!(
-                    "output `{name}` must be [N, D], found {other:?}"
+                ValueType::Tensor {
+                    ty: ort::value::TensorElementType::Float32,
+                    shape,
+                    ..
+                } if shape.len() == 2 && shape[1] > 0 => Ok(shape[1] as usize),
+                other => Err(contract(Mismatch(
+                    field,
+                    format!(
+                        "output `{name}` must be a 2-D float32 [N, D] with a fixed D, found {other:?}"
+                    ),
                 ))),
             }
         };
-        let embedding_dim = output_width(EMBEDDING_OUTPUT)?;
-        let classes = output_width(PROBABILITIES_OUTPUT)?;
+        let embedding_dim = output_width("outputs.embedding", &io.embedding)?;
+        let class_field = match io.classes {
+            ClassOutput::Probabilities(_) => "outputs.probabilities",
+            ClassOutput::Logits(_) => "outputs.logits",
+        };
+        let classes = output_width(class_field, io.classes.name())?;
         Ok(Self {
             session: Mutex::new(session),
             input_name,
+            embedding_output: io.embedding.clone(),
+            class_output: io.classes.clone(),
             input,
             embedding_dim,
             classes,
@@ -201,11 +349,18 @@ impl Embedder {
         let run = |session: &mut Session| -> ort::Result<Embedded> {
             let tensor = TensorRef::from_array_view((shape, pixels))?;
             let outputs = session.run(ort::inputs![self.input_name.as_str() => tensor])?;
-            let (_, embeddings) = outputs[EMBEDDING_OUTPUT].try_extract_tensor::<f32>()?;
-            let (_, probabilities) = outputs[PROBABILITIES_OUTPUT].try_extract_tensor::<f32>()?;
+            let (_, embeddings) =
+                outputs[self.embedding_output.as_str()].try_extract_tensor::<f32>()?;
+            let (_, scores) = outputs[self.class_output.name()].try_extract_tensor::<f32>()?;
+            let mut probabilities = scores.to_vec();
+            if let ClassOutput::Logits(_) = self.class_output {
+                for row in probabilities.chunks_mut(self.classes) {
+                    softmax(row);
+                }
+            }
             Ok(Embedded {
                 embeddings: embeddings.to_vec(),
-                probabilities: probabilities.to_vec(),
+                probabilities,
             })
         };
         // A poisoned lock only means another batch panicked; the session itself is fine.
@@ -242,6 +397,19 @@ impl Embedder {
     }
 }
 
+/// Softmax in place, shifted by the maximum so large logits do not overflow.
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
 /// Preprocesses and embeds a whole dataset, through the same path as client images.
 pub fn embed_dataset(
     embedder: &Embedder,
@@ -263,20 +431,62 @@ pub fn embed_dataset(
 mod tests {
     use super::*;
 
+    fn spec(shape: &[i64]) -> Result<InputSpec, String> {
+        input_spec(shape, &ModelIo::default()).map_err(|Mismatch(f, m)| format!("{f}: {m}"))
+    }
+
+    #[test]
+    fn softmax_of_logits() {
+        let mut row = [1000.0f32, 1000.0, 0.0];
+        softmax(&mut row);
+        assert!((row[0] - 0.5).abs() < 1e-6 && (row[1] - 0.5).abs() < 1e-6 && row[2] < 1e-6);
+    }
+
+    #[test]
+    fn the_config_fills_dynamic_sizes_and_must_agree_with_fixed_ones() {
+        let io = |height, width| ModelIo {
+            layout: Some(Layout::Nchw),
+            height,
+            width,
+            channels: Some(3),
+            ..ModelIo::default()
+        };
+        let s = input_spec(&[-1, 3, -1, -1], &io(Some(224), Some(200)))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            (s.layout, s.height, s.width, s.channels),
+            (Layout::Nchw, 224, 200, 3)
+        );
+        let Err(Mismatch(field, _)) = input_spec(&[-1, 3, -1, -1], &io(None, Some(200))) else {
+            panic!("a dynamic height without a declared one must fail");
+        };
+        assert_eq!(field, "input.height");
+        let Err(Mismatch(field, message)) = input_spec(&[-1, 3, 32, 32], &io(Some(28), None))
+        else {
+            panic!("a declared height unlike the model's must fail");
+        };
+        assert_eq!(field, "input.height");
+        assert!(
+            message.contains("28") && message.contains("32"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn layouts_are_read_from_the_shape() {
-        let nhwc = input_spec(&[-1, 28, 28, 1]).unwrap();
+        let nhwc = spec(&[-1, 28, 28, 1]).unwrap();
         assert_eq!(
             (nhwc.layout, nhwc.height, nhwc.width, nhwc.channels),
             (Layout::Nhwc, 28, 28, 1)
         );
-        let nchw = input_spec(&[-1, 3, 32, 40]).unwrap();
+        let nchw = spec(&[-1, 3, 32, 40]).unwrap();
         assert_eq!(
             (nchw.layout, nchw.height, nchw.width, nchw.channels),
             (Layout::Nchw, 32, 40, 3)
         );
-        assert!(input_spec(&[-1, 784]).is_err());
-        assert!(input_spec(&[-1, 28, 28, 7]).is_err());
-        assert!(input_spec(&[-1, -1, -1, 1]).is_err());
+        assert!(spec(&[-1, 784]).is_err());
+        assert!(spec(&[-1, 28, 28, 7]).is_err());
+        assert!(spec(&[-1, -1, -1, 1]).is_err());
     }
 }

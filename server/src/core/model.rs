@@ -1,8 +1,13 @@
-//! A model folder as the trainer writes it: `model.onnx`, `classes.json`, `card.json`.
+//! A model folder: `model.onnx`, `classes.json`, and `card.json` as the trainer writes
+//! it, or a gate folder a user brings (`gate.toml`, the card optional).
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::core::embed::ModelIo;
+use crate::core::gate::{ColourName, GateConfig, GateError, LayoutName};
+use crate::core::preprocess::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -13,6 +18,8 @@ pub enum ModelError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
 
 /// The files of one model, read and checked, before ONNX Runtime sees them.
@@ -24,8 +31,12 @@ pub struct ModelFiles {
     /// SHA-256 of the ONNX file: ties an index artifact to the model it was built for.
     pub sha256: String,
     pub classes: Vec<String>,
-    /// The model card as written by the trainer (free-form JSON).
+    /// The model card as written by the trainer (free-form JSON; `null` for a gate
+    /// folder without one).
     pub card: serde_json::Value,
+    /// The folder's `gate.toml`, if it has one.
+    pub gate: Option<GateConfig>,
+    pub dir: PathBuf,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
@@ -53,16 +64,21 @@ impl ModelFiles {
             });
         }
 
+        let gate = GateConfig::load(dir)?;
         let card_path = dir.join("card.json");
-        let card: serde_json::Value =
+        // The trainer's folders always have a card; a user's gate folder may not.
+        let card = if gate.is_some() && !card_path.exists() {
+            serde_json::Value::Null
+        } else {
             serde_json::from_slice(&read(&card_path)?).map_err(|e| ModelError::Invalid {
                 path: card_path,
                 message: format!("not JSON: {e}"),
-            })?;
-        let name = card
-            .get("name")
-            .and_then(|n| n.as_str())
-            .map(str::to_owned)
+            })?
+        };
+        let name = gate
+            .as_ref()
+            .and_then(|g| g.file.name.clone())
+            .or_else(|| card.get("name").and_then(|n| n.as_str()).map(str::to_owned))
             .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".into());
         Ok(Self {
@@ -71,7 +87,30 @@ impl ModelFiles {
             sha256,
             classes,
             card,
+            gate,
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// The ONNX input and outputs to use: the gate config's, else the model contract's.
+    pub fn io(&self) -> ModelIo {
+        let Some(gate) = &self.gate else {
+            return ModelIo::default();
+        };
+        let input = &gate.file.input;
+        ModelIo {
+            input: input.name.clone(),
+            embedding: gate.file.outputs.embedding.clone(),
+            classes: gate.class_output.clone(),
+            layout: input.layout.map(|l| match l {
+                LayoutName::NHWC => Layout::Nhwc,
+                LayoutName::NCHW => Layout::Nchw,
+            }),
+            height: input.height,
+            width: input.width,
+            channels: input.colour.map(|c| ColourName::channels(c) as u32),
+            config: Some(gate.path.clone()),
+        }
     }
 
     /// A number from the card, e.g. `test_accuracy` or `accuracy_target`.
