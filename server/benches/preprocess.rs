@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
-use oodgate_server::preprocess::{InputSpec, Layout, Limits};
+use oodgate_server::preprocess::{InputSpec, Layout, Limits, Transform};
 use oodgate_server::{ClientImage, ImageData, decode};
 
 const MNIST: InputSpec = InputSpec {
@@ -24,6 +24,7 @@ const MNIST: InputSpec = InputSpec {
     height: 28,
     width: 28,
     channels: 1,
+    transform: Transform::Legacy,
 };
 
 /// A bright ring on black, antialiased: compresses like a handwritten digit, unlike

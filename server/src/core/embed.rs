@@ -7,7 +7,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
 
-use crate::core::preprocess::{InputSpec, Layout};
+use crate::core::preprocess::{InputSpec, Layout, Transform};
 
 pub(crate) const EMBEDDING_OUTPUT: &str = "embedding";
 pub(crate) const PROBABILITIES_OUTPUT: &str = "probabilities";
@@ -111,6 +111,7 @@ fn input_spec(shape: &[i64]) -> Result<InputSpec, String> {
         height: known(h)?,
         width: known(w)?,
         channels: known(c)?,
+        transform: Transform::Legacy,
     })
 }
 
