@@ -76,7 +76,12 @@ def resize(plane: Image.Image, width: int, height: int, spec: dict) -> np.ndarra
 def preprocess(path: str, spec: dict) -> np.ndarray:
     with Image.open(path) as image:
         image.load()
-        planes = channels(image, spec["colour"])
+        return preprocess_image(image, spec)
+
+
+def preprocess_image(image: Image.Image, spec: dict) -> np.ndarray:
+    """A decoded image to the model input of `spec` (float32, in its layout)."""
+    planes = channels(image, spec["colour"])
     width, height = spec["width"], spec["height"]
     scale = np.float32(spec["scale"])
     out = []
