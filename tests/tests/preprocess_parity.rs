@@ -31,8 +31,9 @@ const TOLERANCE: f32 = 1e-5;
 /// resize has edges to blur and every channel differs.
 fn value(x: u32, y: u32, c: u32, w: u32, h: u32) -> u8 {
     let ramp = (x * 160 / w + y * 95 / h + c * 40) % 256;
-    let mut hash =
-        x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77) ^ (c + 1) * 0xC2B2_AE3D;
+    let mut hash = x.wrapping_mul(0x9E37_79B1)
+        ^ y.wrapping_mul(0x85EB_CA77)
+        ^ (c + 1).wrapping_mul(0xC2B2_AE3D);
     hash ^= hash >> 15;
     hash = hash.wrapping_mul(0x2C1B_3C6D);
     hash ^= hash >> 12;

@@ -55,11 +55,7 @@ fn rgb_model_gate_folder() {
     let script = workspace().join("tests/python/make_rgb_model.py");
     println!(
         "{}",
-        run(Command::new(python())
-            .arg(&script)
-            .arg("--out")
-            .arg(&gate))
-        .trim()
+        run(Command::new(python()).arg(&script).arg("--out").arg(&gate)).trim()
     );
 
     // The signature, as ONNX Runtime reads it: a symbolic batch, then NCHW 3x32x32.
@@ -97,7 +93,10 @@ fn rgb_model_gate_folder() {
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, classes, "class subfolders in sorted order = the model's classes");
+    assert_eq!(
+        names, classes,
+        "class subfolders in sorted order = the model's classes"
+    );
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for (label, dir) in class_dirs.iter().enumerate() {

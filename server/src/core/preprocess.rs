@@ -717,4 +717,158 @@ mod tests {
             Err(ImageError::Decode(_))
         ));
     }
+
+    fn float(colour: Colour, resize: Resize, height: u32, width: u32) -> InputSpec {
+        InputSpec {
+            layout: Layout::Nhwc,
+            height,
+            width,
+            channels: colour.channels(),
+            transform: Transform::Float(FloatTransform {
+                colour,
+                resize,
+                scale: 255.0,
+                mean: [0.0; 4],
+                std: [1.0; 4],
+            }),
+        }
+    }
+
+    fn transform(spec: &InputSpec) -> FloatTransform {
+        match spec.transform {
+            Transform::Float(t) => t,
+            Transform::Legacy => panic!("a float spec"),
+        }
+    }
+
+    #[test]
+    fn float_settings_that_cannot_work_are_named() {
+        let ok = transform(&float(Colour::Rgb, Resize::Stretch, 4, 4));
+        assert_eq!(ok.check(3), Ok(()));
+        let err = |t: FloatTransform, channels| t.check(channels).unwrap_err();
+        assert!(err(ok, 1).contains("colour = \"rgb\" needs a 3-channel input"));
+        assert!(err(FloatTransform { scale: 0.0, ..ok }, 3).contains("scale"));
+        let std = FloatTransform {
+            std: [1.0, 0.0, 1.0, 1.0],
+            ..ok
+        };
+        assert!(err(std, 3).contains("std"));
+        let mean = FloatTransform {
+            mean: [f32::NAN; 4],
+            ..ok
+        };
+        assert!(err(mean, 3).contains("mean"));
+        for crop_fraction in [0.0, 1.5, f32::NAN] {
+            let crop = FloatTransform {
+                resize: Resize::CenterCrop { crop_fraction },
+                ..ok
+            };
+            assert!(err(crop, 3).contains("crop_fraction"));
+        }
+        let pad = FloatTransform {
+            resize: Resize::Letterbox { pad: 256.0 },
+            ..ok
+        };
+        assert!(err(pad, 3).contains("pad"));
+        // Only the model's channels need a mean and std.
+        let gray = FloatTransform {
+            colour: Colour::Gray,
+            std: [0.5, 0.0, 0.0, 0.0],
+            ..ok
+        };
+        assert_eq!(gray.check(1), Ok(()));
+    }
+
+    #[test]
+    fn letterbox_centres_the_image_on_the_fill() {
+        // A white 4x2 image in a 4x4 input: one row of fill above, one below.
+        let spec = float(Colour::Gray, Resize::Letterbox { pad: 51.0 }, 4, 4);
+        let out = prepare(raw(4, 2, 1, &[255; 8]), &spec, &Limits::default()).unwrap();
+        let fill = 51.0 / 255.0;
+        #[rustfmt::skip]
+        let expected = [
+            fill, fill, fill, fill,
+            1.0, 1.0, 1.0, 1.0,
+            1.0, 1.0, 1.0, 1.0,
+            fill, fill, fill, fill,
+        ];
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn colour_conversions_in_float() {
+        let l = Limits::default();
+        let red = raw(1, 1, 3, &[255, 10, 0]);
+        let bgr = prepare(red, &float(Colour::Bgr, Resize::Stretch, 1, 1), &l).unwrap();
+        assert_eq!(bgr, [0.0, 10.0 / 255.0, 1.0]);
+        // PIL's "L" weights, not rounded to an integer.
+        let gray = prepare(red, &float(Colour::Gray, Resize::Stretch, 1, 1), &l).unwrap();
+        assert_eq!(gray, [(255.0 * 299.0 + 10.0 * 587.0) / 1000.0 / 255.0]);
+        // Alpha dropped, gray repeated.
+        let gray_alpha = ImageInput::Encoded(&png_gray_alpha());
+        let rgb = prepare(gray_alpha, &float(Colour::Rgb, Resize::Stretch, 1, 1), &l).unwrap();
+        assert_eq!(rgb, [102.0 / 255.0; 3]);
+    }
+
+    fn png_gray_alpha() -> Vec<u8> {
+        let img = image::GrayAlphaImage::from_raw(1, 1, vec![102, 0]).unwrap();
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn float_path_reads_png_and_raw_alike_and_normalises() {
+        let pixels: Vec<u8> = (0..37 * 23 * 3).map(|i| ((i * 31) % 256) as u8).collect();
+        let img = RgbImage::from_raw(37, 23, pixels.clone()).unwrap();
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let mut spec = float(
+            Colour::Rgb,
+            Resize::CenterCrop {
+                crop_fraction: 0.875,
+            },
+            20,
+            24,
+        );
+        spec.layout = Layout::Nchw;
+        let l = Limits::default();
+        let plain = prepare(raw(37, 23, 3, &pixels), &spec, &l).unwrap();
+        assert_eq!(
+            prepare(ImageInput::Encoded(&png), &spec, &l).unwrap(),
+            plain
+        );
+        assert!(plain.iter().all(|v| (0.0..=1.0).contains(v)));
+
+        let mut t = transform(&spec);
+        t.mean = [0.485, 0.456, 0.406, 0.0];
+        t.std = [0.229, 0.224, 0.225, 1.0];
+        spec.transform = Transform::Float(t);
+        let normalised = prepare(raw(37, 23, 3, &pixels), &spec, &l).unwrap();
+        let plane = 20 * 24;
+        for (i, (n, p)) in normalised.iter().zip(&plain).enumerate() {
+            let c = i / plane;
+            assert!((n - (p - t.mean[c]) / t.std[c]).abs() < 1e-6);
+            assert!((t.to_pixel_units(*n, c) - p * 255.0).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn a_thin_image_is_center_cropped_without_a_huge_resize() {
+        // Scaled to cover 224 x 224 it would be 256 x 1,048,576 per channel; only the
+        // kept centre is computed. A flat image stays flat.
+        let spec = float(
+            Colour::Rgb,
+            Resize::CenterCrop {
+                crop_fraction: 0.875,
+            },
+            224,
+            224,
+        );
+        let out = prepare(raw(1, 4096, 1, &[200; 4096]), &spec, &Limits::default()).unwrap();
+        assert_eq!(out.len(), 224 * 224 * 3);
+        assert!(out.iter().all(|v| (v - 200.0 / 255.0).abs() < 1e-6));
+    }
 }
