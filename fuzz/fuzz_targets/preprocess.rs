@@ -14,7 +14,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use oodgate_server::preprocess::{
-    ImageInput, InputSpec, Layout, Limits, preprocess_into, to_dynamic_image,
+    Colour, FloatTransform, ImageInput, InputSpec, Layout, Limits, Resize, Transform,
+    preprocess_into, to_dynamic_image,
 };
 
 /// The served model's input (models/*: float32 NHWC 28x28x1).
@@ -23,6 +24,7 @@ const MNIST: InputSpec = InputSpec {
     height: 28,
     width: 28,
     channels: 1,
+    transform: Transform::Legacy,
 };
 
 /// A small colour NCHW input, for the other branch of `preprocess_into`.
@@ -31,6 +33,22 @@ const RGB_NCHW: InputSpec = InputSpec {
     height: 5,
     width: 7,
     channels: 3,
+    transform: Transform::Legacy,
+};
+
+/// The float path, scaled to [0, 1] too: a triangle filter never overshoots.
+const RGB_FLOAT: InputSpec = InputSpec {
+    layout: Layout::Nhwc,
+    height: 6,
+    width: 4,
+    channels: 3,
+    transform: Transform::Float(FloatTransform {
+        colour: Colour::Rgb,
+        resize: Resize::CenterCrop { crop_fraction: 0.875 },
+        scale: 255.0,
+        mean: [0.0; 4],
+        std: [1.0; 4],
+    }),
 };
 
 fn check(input: ImageInput<'_>, limits: &Limits) {
@@ -45,7 +63,7 @@ fn check(input: ImageInput<'_>, limits: &Limits) {
         w <= limits.max_side && h <= limits.max_side && u64::from(w) * u64::from(h) <= limits.max_pixels,
         "decoded {w}x{h}, past the limits {limits:?}"
     );
-    for spec in [MNIST, RGB_NCHW] {
+    for spec in [MNIST, RGB_NCHW, RGB_FLOAT] {
         let mut out = vec![f32::NAN; spec.len()];
         preprocess_into(&image, &spec, &mut out);
         assert!(

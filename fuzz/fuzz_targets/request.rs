@@ -14,7 +14,7 @@ use oodgate_server::config::Config;
 use oodgate_server::ThresholdSpec;
 use oodgate_server::detect_input;
 use oodgate_server::{SourceLabels, decode, validate};
-use oodgate_server::preprocess::{InputSpec, Layout, Limits};
+use oodgate_server::preprocess::{InputSpec, Layout, Limits, Transform};
 use oodgate_proto::v1;
 use prost::Message;
 
@@ -24,6 +24,7 @@ const MNIST: InputSpec = InputSpec {
     height: 28,
     width: 28,
     channels: 1,
+    transform: Transform::Legacy,
 };
 
 /// Stands in for the index's sorted training scores.

@@ -19,7 +19,7 @@ use oodgate_lof::{
 use serde::Serialize;
 
 use oodgate_server::ModelFiles;
-use oodgate_server::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::preprocess::{InputSpec, Layout, Transform, prepare_dataset};
 use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 
 /// Contaminations of the seed article's table.
@@ -297,6 +297,7 @@ fn input_space(d: &Dataset) -> anyhow::Result<Vec<f32>> {
         height: 28,
         width: 28,
         channels: 1,
+        transform: Transform::Legacy,
     };
     Ok(prepare_dataset(d, &spec)?)
 }

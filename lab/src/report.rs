@@ -27,7 +27,7 @@ use rand::SeedableRng;
 use crate::eval::CONTAMINATIONS;
 use oodgate_server::ModelFiles;
 use oodgate_server::argmax;
-use oodgate_server::preprocess::{InputSpec, Layout, prepare_dataset};
+use oodgate_server::preprocess::{InputSpec, Layout, Transform, prepare_dataset};
 use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 
 pub mod figures;
@@ -202,6 +202,7 @@ pub fn run(
         height: 28,
         width: 28,
         channels: 1,
+        transform: Transform::Legacy,
     };
 
     let t = Instant::now();

@@ -626,6 +626,7 @@ mod tests {
             height: 1,
             width: 2,
             channels: 3,
+            transform: crate::core::preprocess::Transform::Legacy,
         };
         // Planes R, G, B of two pixels.
         let pixels = model_input(&[1.0, 0.0, 0.0, 1.0, 0.5, 0.5], spec);

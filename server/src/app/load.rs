@@ -148,7 +148,8 @@ pub fn model_embedder(
     model: &ModelFiles,
     options: SessionOptions,
 ) -> Result<Embedder, LoadError> {
-    let embedder = Embedder::load_with(env, &model.onnx_path, options, &model.io())?;
+    let mut embedder = Embedder::load_with(env, &model.onnx_path, options, &model.io())?;
+    embedder.input.transform = model.transform(embedder.input.channels)?;
     if embedder.classes != model.classes.len() {
         return Err(LoadError::Classes {
             dir: model.dir.clone(),

@@ -8,7 +8,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
 
 use crate::core::gate::ClassOutput;
-use crate::core::preprocess::{InputSpec, Layout};
+use crate::core::preprocess::{InputSpec, Layout, Transform};
 
 pub(crate) const EMBEDDING_OUTPUT: &str = "embedding";
 pub(crate) const PROBABILITIES_OUTPUT: &str = "probabilities";
@@ -181,6 +181,7 @@ fn input_spec(shape: &[i64], io: &ModelIo) -> Result<InputSpec, Mismatch> {
         height: dim("input.height", "height", h, io.height)?,
         width: dim("input.width", "width", w, io.width)?,
         channels: dim("input.colour", "channel count", c, io.channels)?,
+        transform: Transform::Legacy,
     };
     if !matches!(spec.channels, 1 | 3 | 4) {
         return Err(Mismatch(

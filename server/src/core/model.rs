@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::core::embed::ModelIo;
-use crate::core::gate::{ColourName, GateConfig, GateError, LayoutName};
-use crate::core::preprocess::Layout;
+use crate::core::gate::{ColourName, GateConfig, GateError, LayoutName, ResizeName};
+use crate::core::preprocess::{Colour, FloatTransform, Layout, Resize, Transform};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -90,6 +90,63 @@ impl ModelFiles {
             gate,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// How client images become this model's input of `channels` channels: the float
+    /// path the gate config describes, else the legacy path of the trainer's folders.
+    pub fn transform(&self, channels: u32) -> Result<Transform, ModelError> {
+        let Some(gate) = &self.gate else {
+            return Ok(Transform::Legacy);
+        };
+        let input = &gate.file.input;
+        let colour = match (input.colour, channels) {
+            (Some(ColourName::Gray), _) | (None, 1) => Colour::Gray,
+            (Some(ColourName::Rgb), _) | (None, 3) => Colour::Rgb,
+            (Some(ColourName::Bgr), _) => Colour::Bgr,
+            (None, n) => {
+                return Err(gate
+                    .field_error(
+                        "input.colour",
+                        format!("the model takes {n} channels: gray (1), rgb or bgr (3) only"),
+                    )
+                    .into());
+            }
+        };
+        let per_channel = |field: &'static str, values: &Option<Vec<f32>>, default: f32| {
+            let mut out = [default; 4];
+            if let Some(values) = values {
+                if values.len() != channels as usize {
+                    return Err(gate.field_error(
+                        field,
+                        format!(
+                            "has {} values, the model's input has {channels} channels",
+                            values.len()
+                        ),
+                    ));
+                }
+                out[..values.len()].copy_from_slice(values);
+            }
+            Ok(out)
+        };
+        let transform = FloatTransform {
+            colour,
+            resize: match input.resize {
+                ResizeName::Stretch => Resize::Stretch,
+                ResizeName::CenterCrop => Resize::CenterCrop {
+                    crop_fraction: input.crop_fraction.unwrap_or(1.0),
+                },
+                ResizeName::Letterbox => Resize::Letterbox {
+                    pad: input.pad.unwrap_or(0.0),
+                },
+            },
+            scale: input.scale,
+            mean: per_channel("input.mean", &input.mean, 0.0)?,
+            std: per_channel("input.std", &input.std, 1.0)?,
+        };
+        transform
+            .check(channels)
+            .map_err(|message| gate.field_error("input.colour", message))?;
+        Ok(Transform::Float(transform))
     }
 
     /// The ONNX input and outputs to use: the gate config's, else the model contract's.

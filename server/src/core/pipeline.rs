@@ -585,6 +585,7 @@ mod tests {
             height: 28,
             width: 28,
             channels: 1,
+            transform: crate::core::preprocess::Transform::Legacy,
         };
         let raw = |n: usize| ImageData::Raw {
             width: 28,
