@@ -75,6 +75,8 @@ fn as_promql(expr: &str) -> String {
         .replace("$__range", "5m")
         .replace("${source}", ".*")
         .replace("$source", ".*")
+        .replace("${gate}", ".*")
+        .replace("$gate", ".*")
 }
 
 fn metric_names(expr: &str) -> BTreeSet<String> {

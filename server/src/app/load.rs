@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use oodgate_lof::{HnswParams, LofIndex, SearchMode};
 
-use crate::app::config::{self, Config};
+use crate::app::config::{self, Config, GateSpec};
 use crate::core::detector::{Detector, DetectorError, DetectorSettings};
 use crate::core::embed::{EmbedError, Embedder, SessionOptions, embed_dataset};
 use crate::core::model::{ModelError, ModelFiles};
@@ -44,9 +44,13 @@ pub enum LoadError {
     },
 }
 
-/// Loads the configured model and its index, building and caching the index from
+/// Loads a gate's model and its index, building and caching the index from
 /// the MNIST training images when there is none yet.
-pub fn detector(config: &Config) -> Result<Detector, LoadError> {
+pub fn detector(config: &Config, gate: &GateSpec) -> Result<Detector, LoadError> {
+    let mut config = config.clone();
+    config.model.dir = gate.dir.clone();
+    config.index.path = gate.index_path.clone();
+    let config = &config;
     let (model, embedder) = embedder(config)?;
     let path = index_path(config, &model);
     let index = if path.is_file() {
