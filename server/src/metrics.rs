@@ -118,7 +118,10 @@ fn describe() {
         LOF_DECISION,
         "LOF decision value (score - threshold) per judged image; below 0 is a rejection."
     );
-    describe_gauge!(QUEUE_IMAGES, "Images admitted and not yet answered, by gate.");
+    describe_gauge!(
+        QUEUE_IMAGES,
+        "Images admitted and not yet answered, by gate."
+    );
     describe_gauge!(READY, "1 when every gate's model and index are loaded.");
     describe_gauge!(
         MODEL_INFO,

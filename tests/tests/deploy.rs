@@ -316,7 +316,9 @@ const PROCESS_WIDE: [&str; 4] = [
 fn the_dashboard_has_a_gate_variable_and_its_panels_filter_by_it() {
     let text = std::fs::read_to_string(deploy("grafana/dashboards/oodgate.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let variables = dashboard["templating"]["list"].as_array().expect("variables");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
     let gate = variables
         .iter()
         .find(|v| v["name"] == "gate")
@@ -334,7 +336,10 @@ fn the_dashboard_has_a_gate_variable_and_its_panels_filter_by_it() {
             }
             let uses = expr.matches(name.as_str()).count();
             let by_gate = expr.matches(&format!("{name}{{gate=~\"$gate\"")).count();
-            assert_eq!(uses, by_gate, "panel {title:?}: {name} not filtered by gate in {expr}");
+            assert_eq!(
+                uses, by_gate,
+                "panel {title:?}: {name} not filtered by gate in {expr}"
+            );
             filtered += 1;
         }
     }

@@ -91,7 +91,12 @@ fn each_gate_answers_with_its_own_model_and_unknown_gates_are_not_found() {
 
         let detect = |request: v1::DetectRequest| {
             let mut client = client.clone();
-            async move { client.detect(request).await.map(tonic::Response::into_inner) }
+            async move {
+                client
+                    .detect(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
         };
         let digits = detect(request(&mnist, "digits", 20)).await.expect("digits");
         let plain = detect(request(&mnist, "plain", 20)).await.expect("plain");
@@ -131,7 +136,13 @@ fn each_gate_answers_with_its_own_model_and_unknown_gates_are_not_found() {
         };
         assert_eq!(end.code(), tonic::Code::NotFound);
         assert!(end.message().contains("\"nope\""), "{}", end.message());
-        ((gates, digits_info, plain_info), digits, plain, old_client, mixed)
+        (
+            (gates, digits_info, plain_info),
+            digits,
+            plain,
+            old_client,
+            mixed,
+        )
     });
 
     let (gates, digits_info, plain_info) = gates;
@@ -175,7 +186,10 @@ fn each_gate_answers_with_its_own_model_and_unknown_gates_are_not_found() {
     assert_eq!(list["gates"][1]["gate"], "plain");
     assert_eq!(list["gates"][1]["model_name"], "mnist-plain");
     let (status, model) = http(&server, "GET", "/v1/gates/plain/model", None);
-    assert_eq!((status, model["model_sha256"].as_str()), (200, Some(plain_info.model_sha256.as_str())));
+    assert_eq!(
+        (status, model["model_sha256"].as_str()),
+        (200, Some(plain_info.model_sha256.as_str()))
+    );
     let (status, model) = http(&server, "GET", "/v1/model", None);
     assert_eq!((status, model["gate"].as_str()), (200, Some("digits")));
 
@@ -225,9 +239,24 @@ fn each_gate_answers_with_its_own_model_and_unknown_gates_are_not_found() {
         ) >= 36.0,
         "20 + 15 by gRPC and 1 by HTTP"
     );
-    assert!(metric(&metrics, r#"oodgate_requests_total{gate="plain",method="Detect",code="OK"}"#) >= 1.0);
-    assert!(metric(&metrics, r#"oodgate_requests_total{gate="none",method="Detect",code="NOT_FOUND"}"#) >= 1.0);
-    assert!(metric(&metrics, r#"oodgate_requests_total{gate="none",method="http_detect",code="NOT_FOUND"}"#) >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            r#"oodgate_requests_total{gate="plain",method="Detect",code="OK"}"#
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"oodgate_requests_total{gate="none",method="Detect",code="NOT_FOUND"}"#
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"oodgate_requests_total{gate="none",method="http_detect",code="NOT_FOUND"}"#
+        ) >= 1.0
+    );
     assert!(metric(&metrics, r#"oodgate_batch_images_count{gate="plain"}"#) >= 1.0);
     assert!(
         metrics.contains(&format!(
@@ -246,7 +275,10 @@ fn reloading_one_gate_leaves_the_other_untouched() {
     runtime().block_on(async {
         let mut client = server.client().await;
         let mut admin = v1::admin_client::AdminClient::new(
-            Target::from(server.endpoint.as_str()).channel().await.unwrap(),
+            Target::from(server.endpoint.as_str())
+                .channel()
+                .await
+                .unwrap(),
         );
         let info = |gate: &str| {
             let mut client = client.clone();
@@ -260,7 +292,13 @@ fn reloading_one_gate_leaves_the_other_untouched() {
             }
         };
         let (digits_before, plain_before) = (info("digits").await, info("plain").await);
-        let digits_scores = lof_scores(&client.detect(request(&mnist, "", 5)).await.unwrap().into_inner());
+        let digits_scores = lof_scores(
+            &client
+                .detect(request(&mnist, "", 5))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
 
         // The plain gate now serves the digits model; the digits gate is as it was.
         let reloaded = admin
@@ -276,7 +314,11 @@ fn reloading_one_gate_leaves_the_other_untouched() {
         assert_eq!(model.model_sha256, digits_before.model_sha256);
         assert_eq!(info("digits").await, digits_before);
         assert_eq!(info("plain").await.model_sha256, digits_before.model_sha256);
-        let plain_now = client.detect(request(&mnist, "plain", 5)).await.unwrap().into_inner();
+        let plain_now = client
+            .detect(request(&mnist, "plain", 5))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(lof_scores(&plain_now), digits_scores);
 
         // A failing reload keeps the gate's model; an unknown gate is NOT_FOUND.
@@ -297,7 +339,11 @@ fn reloading_one_gate_leaves_the_other_untouched() {
             .await
             .expect_err("unknown gate");
         assert_eq!(unknown.code(), tonic::Code::NotFound);
-        assert!(unknown.message().contains("digits, plain"), "{}", unknown.message());
+        assert!(
+            unknown.message().contains("digits, plain"),
+            "{}",
+            unknown.message()
+        );
 
         // Back to its configured folder.
         admin
@@ -311,8 +357,18 @@ fn reloading_one_gate_leaves_the_other_untouched() {
         assert_eq!(info("digits").await, digits_before);
     });
     let metrics = server.metrics();
-    assert!(metric(&metrics, r#"oodgate_reloads_total{gate="plain",result="ok"}"#) >= 2.0);
-    assert!(metric(&metrics, r#"oodgate_reloads_total{gate="plain",result="error"}"#) >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            r#"oodgate_reloads_total{gate="plain",result="ok"}"#
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"oodgate_reloads_total{gate="plain",result="error"}"#
+        ) >= 1.0
+    );
     assert!(
         metrics.contains(&format!(
             r#"oodgate_model_info{{gate="plain",model="mnist-plain",sha256="{}""#,

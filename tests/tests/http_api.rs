@@ -407,7 +407,9 @@ fn detect_requests(server: &Server) -> impl Fn(&str) -> f64 {
     move |code| {
         metric(
             &metrics,
-            &format!(r#"oodgate_requests_total{{gate="digits",method="http_detect",code="{code}"}}"#),
+            &format!(
+                r#"oodgate_requests_total{{gate="digits",method="http_detect",code="{code}"}}"#
+            ),
         )
     }
 }

@@ -95,7 +95,10 @@ fn tls_and_client_certificates_on_grpc_and_http() {
         let plain = connect(server.endpoint.as_str()).await;
         let failed = match plain {
             Err(_) => true,
-            Ok(mut c) => c.get_model_info(v1::GetModelInfoRequest::default()).await.is_err(),
+            Ok(mut c) => c
+                .get_model_info(v1::GetModelInfoRequest::default())
+                .await
+                .is_err(),
         };
         assert!(failed, "a plaintext client got an answer from the TLS port");
     });
@@ -121,7 +124,10 @@ fn tls_and_client_certificates_on_grpc_and_http() {
         let without = connect(grpc_target(&server, &pki, false)).await;
         let refused = match without {
             Err(_) => true,
-            Ok(mut c) => c.get_model_info(v1::GetModelInfoRequest::default()).await.is_err(),
+            Ok(mut c) => c
+                .get_model_info(v1::GetModelInfoRequest::default())
+                .await
+                .is_err(),
         };
         assert!(refused, "a client without a certificate got an answer");
     });

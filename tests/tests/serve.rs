@@ -433,7 +433,9 @@ fn http_side_serves_health_and_metrics() {
     let before = server.metrics();
     // Zero series for configured sources exist before any traffic (exact rate() later).
     assert!(
-        before.contains(r#"oodgate_images_total{gate="digits",outcome="rejected",source="fashion-mnist"} 0"#),
+        before.contains(
+            r#"oodgate_images_total{gate="digits",outcome="rejected",source="fashion-mnist"} 0"#
+        ),
         "{before}"
     );
     // So do the histograms: the latency panels' rate() works from the first request.
@@ -465,11 +467,16 @@ fn http_side_serves_health_and_metrics() {
         value(r#"oodgate_images_total{gate="digits",outcome="rejected",source="mnist"}"#),
         300.0 - accepted
     );
-    assert_eq!(value(r#"oodgate_image_duration_seconds_count{gate="digits"}"#), 300.0);
+    assert_eq!(
+        value(r#"oodgate_image_duration_seconds_count{gate="digits"}"#),
+        300.0
+    );
     assert_eq!(value(r#"oodgate_batch_images_sum{gate="digits"}"#), 300.0);
     assert_eq!(value("oodgate_ready"), 1.0);
     assert_eq!(value("oodgate_streams_active"), 0.0);
-    assert!(value(r#"oodgate_requests_total{gate="digits",method="DetectStream",code="OK"}"#) >= 5.0);
+    assert!(
+        value(r#"oodgate_requests_total{gate="digits",method="DetectStream",code="OK"}"#) >= 5.0
+    );
     for stage in ["preprocess", "queue", "embed", "lof"] {
         assert!(
             value(&format!(

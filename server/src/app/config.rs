@@ -566,7 +566,10 @@ mod tests {
         let c = Config::load(Some(&path)).unwrap();
         let names: Vec<_> = c.gates().into_iter().map(|g| g.name).collect();
         assert_eq!(names, ["numbers", "fashion", "plain"]);
-        assert_eq!(c.gate("fashion").unwrap().index_path, PathBuf::from("f.lof"));
+        assert_eq!(
+            c.gate("fashion").unwrap().index_path,
+            PathBuf::from("f.lof")
+        );
 
         let env = [
             ("OODGATE_GATES__FASHION__ENABLED", "false"),
@@ -576,7 +579,10 @@ mod tests {
         let c = Config::load_with(Some(&path), env).unwrap();
         let names: Vec<_> = c.gates().into_iter().map(|g| g.name).collect();
         assert_eq!(names, ["numbers", "plain"]);
-        assert_eq!(c.gate("plain").unwrap().dir, PathBuf::from("models/mnist-l2"));
+        assert_eq!(
+            c.gate("plain").unwrap().dir,
+            PathBuf::from("models/mnist-l2")
+        );
 
         std::fs::write(&path, "[gates.plain]\ndir = \"m\"\nindx = \"x\"\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();

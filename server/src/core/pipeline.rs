@@ -294,7 +294,8 @@ impl Pipeline {
     /// The `gate` label of a call naming `name`: the gate's, or "none" for an unknown one
     /// (clients choose the name; the label stays bounded).
     pub(crate) fn gate_label(&self, name: &str) -> &str {
-        self.gate(name).map_or(metrics::GATE_NONE, |gate| gate.name())
+        self.gate(name)
+            .map_or(metrics::GATE_NONE, |gate| gate.name())
     }
 
     /// Every gate loaded and not shutting down.
