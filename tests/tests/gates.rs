@@ -272,8 +272,8 @@ fn reloading_one_gate_leaves_the_other_untouched() {
     let server = InProcessServer::start(&[PLAIN]);
     let mnist = mnist_test();
     let digits_dir = oodgate_e2e::workspace().join(oodgate_server::Config::default().model.dir);
-    runtime().block_on(async {
-        let mut client = server.client().await;
+    let plain_before = runtime().block_on(async {
+        let client = server.client().await;
         let mut admin = v1::admin_client::AdminClient::new(
             Target::from(server.endpoint.as_str())
                 .channel()
@@ -294,6 +294,7 @@ fn reloading_one_gate_leaves_the_other_untouched() {
         let (digits_before, plain_before) = (info("digits").await, info("plain").await);
         let digits_scores = lof_scores(
             &client
+                .clone()
                 .detect(request(&mnist, "", 5))
                 .await
                 .unwrap()
@@ -315,6 +316,7 @@ fn reloading_one_gate_leaves_the_other_untouched() {
         assert_eq!(info("digits").await, digits_before);
         assert_eq!(info("plain").await.model_sha256, digits_before.model_sha256);
         let plain_now = client
+            .clone()
             .detect(request(&mnist, "plain", 5))
             .await
             .unwrap()
@@ -355,6 +357,7 @@ fn reloading_one_gate_leaves_the_other_untouched() {
             .expect("reload plain from the config");
         assert_eq!(info("plain").await, plain_before);
         assert_eq!(info("digits").await, digits_before);
+        plain_before
     });
     let metrics = server.metrics();
     assert!(
