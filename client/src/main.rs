@@ -59,6 +59,9 @@ struct Cli {
     /// Source label for metrics (default: each set's name).
     #[arg(long)]
     source: Option<String>,
+    /// The gate to send every request to (default: the server's default gate).
+    #[arg(long, env = "OODGATE_GATE", default_value = "")]
+    gate: String,
     /// Threshold as a contamination in (0, 0.5] (default: the server's).
     #[arg(long, conflicts_with = "false_rejection_rate")]
     contamination: Option<f64>,
@@ -121,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         window: cli.window,
         rate: cli.rate,
         source: cli.source,
+        gate: cli.gate,
         threshold: cli
             .contamination
             .map(Threshold::Contamination)

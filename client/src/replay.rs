@@ -37,6 +37,8 @@ pub struct ReplayOptions {
     pub rate: Option<f64>,
     /// Source label for every request; None: each set's name.
     pub source: Option<String>,
+    /// The gate every request names; empty: the server's default gate.
+    pub gate: String,
     /// None: the server's default threshold.
     pub threshold: Option<Threshold>,
     pub progress: bool,
@@ -50,6 +52,7 @@ impl Default for ReplayOptions {
             window: 4,
             rate: None,
             source: None,
+            gate: String::new(),
             threshold: None,
             progress: false,
         }
@@ -271,6 +274,7 @@ pub fn request(
             }),
         }),
         source: source.to_owned(),
+        gate: String::new(),
     }
 }
 
@@ -361,7 +365,9 @@ pub async fn replay(
     }
     let mut client = connect(target).await?;
     let model = client
-        .get_model_info(v1::GetModelInfoRequest {})
+        .get_model_info(v1::GetModelInfoRequest {
+            gate: options.gate.clone(),
+        })
         .await
         .context("GetModelInfo")?
         .into_inner();
@@ -467,7 +473,8 @@ async fn run_stream(
                 let set = &sets[batch.set];
                 pacer.wait(batch.end - batch.start).await;
                 let source = options.source.as_deref().unwrap_or(&set.name);
-                let request = request(set, batch.start..batch.end, source, options.threshold);
+                let mut request = request(set, batch.start..batch.end, source, options.threshold);
+                request.gate.clone_from(&options.gate);
                 sent_tx.send((batch, Instant::now()))?;
                 if requests.send(request).await.is_err() {
                     break; // the call ended; the receiving half reports why

@@ -160,7 +160,7 @@ pub fn run(
     let date = shell("date -u '+%Y-%m-%d %H:%M UTC'");
 
     log.stage("load model and index");
-    let detector = oodgate_server::load::detector(config)?;
+    let detector = oodgate_server::load::detector(config, &config.default_gate())?;
     let model = in_process::model_info(config, &detector);
     let alternative = alternative_search(&detector);
     log.stage("load and preprocess the test sets");

@@ -14,7 +14,7 @@ use crate::npy::write_npy;
 /// Fashion-MNIST and CIFAR-10 test embeddings, in that order) plus `queries.json`.
 pub fn run(config: &Config, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let detector = oodgate_server::load::detector(config)?;
+    let detector = oodgate_server::load::detector(config, &config.default_gate())?;
     let index = &detector.index;
     write_npy(&out.join("train.npy"), &index.embeddings().to_owned())?;
 

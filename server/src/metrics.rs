@@ -5,6 +5,13 @@
 //!
 //! A leaf: it imports nothing from the rest of the crate, and the layers report to it in
 //! plain values, so it never ties them together.
+//!
+//! Every series about requests, images, batches, the queue, a model or its reloads
+//! carries a `gate` label (the gate's name; [`GATE_NONE`] for calls about no gate or an
+//! unknown one, whose names are the client's and would make the label unbounded).
+//! Process-wide ones have none: `oodgate_ready`, `oodgate_streams_active`,
+//! `oodgate_streams_total` (a stream may use several gates) and
+//! `oodgate_unauthenticated_total`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -38,6 +45,10 @@ const DECISION_BUCKETS: &[f64] = &[
     -10.0, -5.0, -3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// The `gate` label of calls about no gate (ListGates, a stream refused before its first
+/// request) or naming one the server does not serve.
+pub const GATE_NONE: &str = "none";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Builds the recorder with explicit buckets, installs it process-wide and describes
@@ -56,28 +67,32 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     describe();
     gauge!(READY).set(0.0);
     gauge!(STREAMS_ACTIVE).set(0.0);
-    gauge!(QUEUE_IMAGES).set(0.0);
     counter!(STREAMS).absolute(0);
-    counter!(CANCELLED).absolute(0);
     counter!(UNAUTHENTICATED).absolute(0);
-    for result in ["ok", "error"] {
-        counter!(RELOADS, "result" => result).absolute(0);
-    }
     Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// A gate's series that exist before its model loads, at zero.
+pub fn register_gate(gate: &str) {
+    gauge!(QUEUE_IMAGES, "gate" => gate.to_owned()).set(0.0);
+    counter!(CANCELLED, "gate" => gate.to_owned()).absolute(0);
+    for result in ["ok", "error"] {
+        counter!(RELOADS, "gate" => gate.to_owned(), "result" => result).absolute(0);
+    }
 }
 
 fn describe() {
     describe_counter!(
         IMAGES,
-        "Images answered, by outcome (classified, rejected, error) and source label."
+        "Images answered, by gate, outcome (classified, rejected, error) and source label."
     );
     describe_counter!(
         CLASSIFIED,
-        "Images classified (accepted), by predicted class."
+        "Images classified (accepted), by gate and predicted class."
     );
     describe_counter!(
         REQUESTS,
-        "Requests (each DetectStream message counts once), by method and gRPC status code."
+        "Requests (each DetectStream message counts once), by gate, method and gRPC status code."
     );
     describe_gauge!(STREAMS_ACTIVE, "DetectStream calls open now.");
     describe_counter!(STREAMS, "DetectStream calls opened.");
@@ -103,12 +118,16 @@ fn describe() {
         LOF_DECISION,
         "LOF decision value (score - threshold) per judged image; below 0 is a rejection."
     );
-    describe_gauge!(QUEUE_IMAGES, "Images admitted and not yet answered.");
-    describe_gauge!(READY, "1 when the model and index are loaded.");
+    describe_gauge!(
+        QUEUE_IMAGES,
+        "Images admitted and not yet answered, by gate."
+    );
+    describe_gauge!(READY, "1 when every gate's model and index are loaded.");
     describe_gauge!(
         MODEL_INFO,
-        "The served model and index (value 1; the labels carry the information)."
+        "The served model and index of each gate (value 1; the labels carry the information)."
     );
+    describe_counter!(RELOADS, "Reloads of a gate's model, by gate and result.");
 }
 
 /// Keeps histograms bounded: the exporter drains them on upkeep.
@@ -125,6 +144,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle) {
 /// The labels of `oodgate_model_info`: which model and index serve.
 #[derive(Debug, Clone)]
 pub struct ModelLabels {
+    pub gate: String,
     pub model: String,
     pub sha256: String,
     pub index_size: usize,
@@ -137,6 +157,7 @@ pub struct ModelLabels {
 fn model_info(labels: &ModelLabels) -> metrics::Gauge {
     gauge!(
         MODEL_INFO,
+        "gate" => labels.gate.clone(),
         "model" => labels.model.clone(),
         "sha256" => labels.sha256.clone(),
         "index_size" => labels.index_size.to_string(),
@@ -151,8 +172,9 @@ pub fn set_unloaded(labels: &ModelLabels) {
     model_info(labels).set(0.0);
 }
 
-pub fn record_reload(ok: bool) {
-    counter!(RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+pub fn record_reload(gate: &str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(RELOADS, "gate" => gate.to_owned(), "result" => result).increment(1);
 }
 
 pub fn record_unauthenticated() {
@@ -163,23 +185,29 @@ pub fn record_unauthenticated() {
 /// `sources` are the source labels known in advance (see the pipeline's `SourceLabels`).
 pub fn set_loaded(labels: &ModelLabels, classes: &[String], sources: &[String]) {
     model_info(labels).set(1.0);
+    let gate = &labels.gate;
     // Series that exist from the first scrape make rate() exact from the start.
     for source in sources {
         for outcome in ["classified", "rejected", "error"] {
-            counter!(IMAGES, "outcome" => outcome, "source" => source.clone()).absolute(0);
+            counter!(IMAGES, "gate" => gate.clone(), "outcome" => outcome, "source" => source.clone())
+                .absolute(0);
         }
     }
     for class in classes {
-        counter!(CLASSIFIED, "class" => class.clone()).absolute(0);
+        counter!(CLASSIFIED, "gate" => gate.clone(), "class" => class.clone()).absolute(0);
     }
     // Registering a histogram renders its buckets at zero, so the latency panels'
     // rate() has two samples from the first request on, not from the second scrape after it.
-    let _ = histogram!(IMAGE_SECONDS);
-    let _ = histogram!(BATCH_IMAGES);
-    let _ = histogram!(LOF_DECISION);
+    let _ = histogram!(IMAGE_SECONDS, "gate" => gate.clone());
+    let _ = histogram!(BATCH_IMAGES, "gate" => gate.clone());
+    let _ = histogram!(LOF_DECISION, "gate" => gate.clone());
     for stage in STAGES {
-        let _ = histogram!(STAGE_SECONDS, "stage" => stage);
+        let _ = histogram!(STAGE_SECONDS, "gate" => gate.clone(), "stage" => stage);
     }
+}
+
+/// Every gate is loaded.
+pub fn set_ready() {
     gauge!(READY).set(1.0);
 }
 
@@ -218,19 +246,21 @@ pub struct BatchStages {
 
 /// One answered request: images by outcome, classes, LOF decisions, stage times.
 pub fn record_detection<'a>(
+    gate: &str,
     source: &str,
     outcomes: impl IntoIterator<Item = ImageOutcome<'a>>,
     elapsed: Duration,
     stages: Stages,
 ) {
     let (mut classified, mut rejected, mut errors) = (0u64, 0u64, 0u64);
-    let decisions = histogram!(LOF_DECISION);
+    let decisions = histogram!(LOF_DECISION, "gate" => gate.to_owned());
     for outcome in outcomes {
         match outcome {
             ImageOutcome::Classified { class, decision } => {
                 decisions.record(decision);
                 classified += 1;
-                counter!(CLASSIFIED, "class" => class.to_owned()).increment(1);
+                counter!(CLASSIFIED, "gate" => gate.to_owned(), "class" => class.to_owned())
+                    .increment(1);
             }
             ImageOutcome::Rejected { decision } => {
                 decisions.record(decision);
@@ -245,42 +275,46 @@ pub fn record_detection<'a>(
         ("error", errors),
     ] {
         if count > 0 {
-            counter!(IMAGES, "outcome" => outcome, "source" => source.to_owned()).increment(count);
+            counter!(IMAGES, "gate" => gate.to_owned(), "outcome" => outcome, "source" => source.to_owned())
+                .increment(count);
         }
     }
     let images = (classified + rejected + errors) as usize;
-    histogram!(IMAGE_SECONDS).record_many(elapsed.as_secs_f64(), images);
-    record_stages(&stages);
+    histogram!(IMAGE_SECONDS, "gate" => gate.to_owned()).record_many(elapsed.as_secs_f64(), images);
+    record_stages(gate, &stages);
 }
 
 /// The values of `STAGE_SECONDS`'s "stage" label.
 const STAGES: [&str; 4] = ["preprocess", "queue", "embed", "lof"];
 
-fn record_stages(stages: &Stages) {
-    histogram!(STAGE_SECONDS, "stage" => "preprocess").record(stages.preprocess.as_secs_f64());
+fn record_stages(gate: &str, stages: &Stages) {
+    let stage =
+        |name: &'static str| histogram!(STAGE_SECONDS, "gate" => gate.to_owned(), "stage" => name);
+    stage("preprocess").record(stages.preprocess.as_secs_f64());
     if let Some(batch) = stages.batched {
-        histogram!(STAGE_SECONDS, "stage" => "queue").record(batch.queue.as_secs_f64());
-        histogram!(STAGE_SECONDS, "stage" => "embed").record(batch.embed.as_secs_f64());
-        histogram!(STAGE_SECONDS, "stage" => "lof").record(batch.lof.as_secs_f64());
+        stage("queue").record(batch.queue.as_secs_f64());
+        stage("embed").record(batch.embed.as_secs_f64());
+        stage("lof").record(batch.lof.as_secs_f64());
     }
 }
 
 /// One answered call; `code` is the gRPC status name ("OK", "INVALID_ARGUMENT", ...),
 /// which HTTP answers are counted as too.
-pub fn record_request(method: &'static str, code: &'static str) {
-    counter!(REQUESTS, "method" => method, "code" => code).increment(1);
+/// `gate`: the gate's name, or [`GATE_NONE`].
+pub fn record_request(gate: &str, method: &'static str, code: &'static str) {
+    counter!(REQUESTS, "gate" => gate.to_owned(), "method" => method, "code" => code).increment(1);
 }
 
-pub fn record_batch(images: usize) {
-    histogram!(BATCH_IMAGES).record(images as f64);
+pub fn record_batch(gate: &str, images: usize) {
+    histogram!(BATCH_IMAGES, "gate" => gate.to_owned()).record(images as f64);
 }
 
-pub fn record_cancelled() {
-    counter!(CANCELLED).increment(1);
+pub fn record_cancelled(gate: &str) {
+    counter!(CANCELLED, "gate" => gate.to_owned()).increment(1);
 }
 
-pub fn queue_changed(delta: f64) {
-    gauge!(QUEUE_IMAGES).increment(delta);
+pub fn queue_changed(gate: &str, delta: f64) {
+    gauge!(QUEUE_IMAGES, "gate" => gate.to_owned()).increment(delta);
 }
 
 /// Counts an open stream while alive.

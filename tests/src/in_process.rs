@@ -17,7 +17,7 @@ use oodgate_server::serve::{self, Listeners, Signal};
 use crate::{Endpoints, ensure_index, workspace};
 
 /// Settings that name files: relative ones are the workspace's, as for the binary run
-/// from the workspace root.
+/// from the workspace root. A gate's `dir` and `index` (`[gates.<name>]`) are too.
 const PATH_SETTINGS: [(&str, &str); 8] = [
     ("model", "dir"),
     ("model", "ort_dylib_path"),
@@ -192,14 +192,17 @@ pub fn config_toml(settings: &[(&str, &str)]) -> String {
         ("OODGATE_LOG__FORMAT", "human"),
     ];
     for (name, value) in defaults.iter().chain(settings) {
+        // OODGATE_GATES__PLAIN__DIR is `dir` in the table `[gates.plain]`.
         let (section, key) = name
             .strip_prefix("OODGATE_")
-            .and_then(|rest| rest.split_once("__"))
+            .and_then(|rest| rest.rsplit_once("__"))
             .unwrap_or_else(|| {
                 panic!("{name}: an in-process server takes only OODGATE_<SECTION>__<KEY> settings")
             });
-        let (section, key) = (section.to_lowercase(), key.to_lowercase());
-        let is_path = PATH_SETTINGS.contains(&(section.as_str(), key.as_str()));
+        let section = section.to_lowercase().replace("__", ".");
+        let key = key.to_lowercase();
+        let is_path = PATH_SETTINGS.contains(&(section.as_str(), key.as_str()))
+            || (section.starts_with("gates.") && (key == "dir" || key == "index"));
         let value = if is_path && !value.is_empty() {
             workspace().join(value).display().to_string()
         } else {
@@ -246,6 +249,8 @@ mod tests {
             ("OODGATE_AUTH__TOKEN", "12345"),
             ("OODGATE_TLS__CERT", "certs/server.pem"),
             ("OODGATE_TLS__KEY", "certs/server.key"),
+            ("OODGATE_GATES__PLAIN__DIR", "models/mnist-plain"),
+            ("OODGATE_GATES__PLAIN__ENABLED", "false"),
         ]);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("oodgate.toml");
@@ -266,5 +271,8 @@ mod tests {
             workspace().join(Config::default().model.dir)
         );
         assert!(config.index.cache_dir.is_absolute());
+        let plain = &config.gates["plain"];
+        assert_eq!(plain.dir, workspace().join("models/mnist-plain"));
+        assert!(!plain.enabled);
     }
 }

@@ -428,6 +428,7 @@ pub fn detect_request(
         images,
         threshold: threshold.map(|kind| oodgate_proto::v1::Threshold { kind: Some(kind) }),
         source: String::new(),
+        gate: String::new(),
     }
 }
 

@@ -156,7 +156,7 @@ fn a_stream_goes_on_past_every_bad_image() {
     let metrics = server.metrics();
     let errors = oodgate_e2e::metric_value(
         &metrics,
-        r#"oodgate_images_total{outcome="error",source="none"}"#,
+        r#"oodgate_images_total{gate="digits",outcome="error",source="none"}"#,
     );
     assert_eq!(errors, Some(2.0 * bad.len() as f64), "{metrics}");
 }

@@ -75,6 +75,8 @@ fn as_promql(expr: &str) -> String {
         .replace("$__range", "5m")
         .replace("${source}", ".*")
         .replace("$source", ".*")
+        .replace("${gate}", ".*")
+        .replace("$gate", ".*")
 }
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -300,6 +302,48 @@ fn the_dashboard_rejection_rate_matches_what_the_client_counted() {
         "overall and per-source rejection-rate panels"
     );
     assert!(latency_panels >= 1, "latency panels");
+}
+
+/// The metrics that are the process's, not a gate's: no `gate` label to filter by.
+const PROCESS_WIDE: [&str; 4] = [
+    "oodgate_ready",
+    "oodgate_streams_active",
+    "oodgate_streams_total",
+    "oodgate_unauthenticated_total",
+];
+
+#[test]
+fn the_dashboard_has_a_gate_variable_and_its_panels_filter_by_it() {
+    let text = std::fs::read_to_string(deploy("grafana/dashboards/oodgate.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    let gate = variables
+        .iter()
+        .find(|v| v["name"] == "gate")
+        .expect("a gate variable");
+    assert_eq!(
+        gate["query"]["query"],
+        "label_values(oodgate_model_info, gate)"
+    );
+    assert_eq!(gate["includeAll"], true);
+    let mut filtered = 0;
+    for (title, expr) in dashboard_queries() {
+        for name in metric_names(&expr) {
+            if PROCESS_WIDE.contains(&name.as_str()) {
+                continue;
+            }
+            let uses = expr.matches(name.as_str()).count();
+            let by_gate = expr.matches(&format!("{name}{{gate=~\"$gate\"")).count();
+            assert_eq!(
+                uses, by_gate,
+                "panel {title:?}: {name} not filtered by gate in {expr}"
+            );
+            filtered += 1;
+        }
+    }
+    assert!(filtered >= 20, "{filtered} gated queries");
 }
 
 #[test]

@@ -193,7 +193,7 @@ fn json_detect_matches_grpc_and_serves_training_images() {
     let grpc = runtime().block_on(async {
         let mut client = server.client().await;
         let info = client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap()
             .into_inner();
@@ -205,6 +205,7 @@ fn json_detect_matches_grpc_and_serves_training_images() {
         let response = client
             .detect(v1::DetectRequest {
                 source: "test".into(),
+                gate: String::new(),
                 ..detect_request(images, Some(v1::threshold::Kind::Contamination(0.05)))
             })
             .await
@@ -348,7 +349,7 @@ fn json_detect_matches_grpc_and_serves_training_images() {
 
 /// Bodies that are no valid request (bad JSON, wrong types, unknown fields, bad base64,
 /// two thresholds, another content type): JSON errors naming the field, never axum's
-/// plain-text rejections; counted in `oodgate_requests_total{method="http_detect"}`.
+/// plain-text rejections; counted in `oodgate_requests_total{gate="digits",method="http_detect"}`.
 /// (The refusals gRPC shares are in `json_detect_refuses_what_grpc_refuses_and_goes_on`.)
 #[test]
 fn json_detect_refuses_bad_bodies_with_json_errors() {
@@ -400,13 +401,15 @@ fn json_detect_refuses_bad_bodies_with_json_errors() {
     assert_eq!(requests("INVALID_ARGUMENT"), 11.0);
 }
 
-/// `oodgate_requests_total{method="http_detect"}` by code, as `/metrics` says now.
+/// `oodgate_requests_total{gate="digits",method="http_detect"}` by code, as `/metrics` says now.
 fn detect_requests(server: &Server) -> impl Fn(&str) -> f64 {
     let metrics = server.metrics();
     move |code| {
         metric(
             &metrics,
-            &format!(r#"oodgate_requests_total{{method="http_detect",code="{code}"}}"#),
+            &format!(
+                r#"oodgate_requests_total{{gate="digits",method="http_detect",code="{code}"}}"#
+            ),
         )
     }
 }
@@ -518,14 +521,14 @@ fn json_detect_answers_each_bad_image_with_its_own_error() {
     assert_eq!(
         metric(
             &metrics,
-            r#"oodgate_images_total{outcome="error",source="none"}"#
+            r#"oodgate_images_total{gate="digits",outcome="error",source="none"}"#
         ),
         2.0 * bad.len() as f64
     );
     assert_eq!(
         metric(
             &metrics,
-            r#"oodgate_requests_total{method="http_detect",code="OK"}"#
+            r#"oodgate_requests_total{gate="digits",method="http_detect",code="OK"}"#
         ),
         (bad.len() + 2) as f64
     );

@@ -124,8 +124,11 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
     });
 
     // Recovery: the queue drains, then every sequential request succeeds.
-    let (queue, drained) =
-        server.wait_for_metric("oodgate_queue_images", |v| v == 0.0, Duration::from_secs(5));
+    let (queue, drained) = server.wait_for_metric(
+        r#"oodgate_queue_images{gate="digits"}"#,
+        |v| v == 0.0,
+        Duration::from_secs(5),
+    );
     assert!(drained, "queue not empty after the burst: {queue:?}");
     rt.block_on(async {
         let mut client = oodgate_replay::replay::connect(&server.endpoint)
@@ -158,7 +161,7 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
     let metrics = server.metrics();
     let exhausted = metric_value(
         &metrics,
-        r#"oodgate_requests_total{method="Detect",code="RESOURCE_EXHAUSTED"}"#,
+        r#"oodgate_requests_total{gate="digits",method="Detect",code="RESOURCE_EXHAUSTED"}"#,
     );
     assert!(exhausted.is_some_and(|v| v >= 1.0), "{metrics}");
 }
@@ -170,8 +173,11 @@ fn overload_refuses_with_resource_exhausted_then_recovers() {
 fn clients_that_go_away_mid_stream_leave_nothing_behind() {
     let server = Server::start(&[]);
     let mnist = Arc::new(mnist_test());
-    let cancelled_before =
-        metric_value(&server.metrics(), "oodgate_cancelled_requests_total").unwrap_or(0.0);
+    let cancelled_before = metric_value(
+        &server.metrics(),
+        r#"oodgate_cancelled_requests_total{gate="digits"}"#,
+    )
+    .unwrap_or(0.0);
     for round in 0..4 {
         // The client's own runtime: dropping it closes its connection, like a client
         // process that dies.
@@ -239,7 +245,7 @@ fn clients_that_go_away_mid_stream_leave_nothing_behind() {
     );
     let closed_after = gone.elapsed();
     let (queue, drained) = server.wait_for_metric(
-        "oodgate_queue_images",
+        r#"oodgate_queue_images{gate="digits"}"#,
         |v| v == 0.0,
         Duration::from_secs(60),
     );
@@ -269,7 +275,11 @@ fn clients_that_go_away_mid_stream_leave_nothing_behind() {
         "the abandoned streams' work was not dropped: streams closed after {closed_after:?}, queue empty after {drained_after:?}\n{}",
         short(&metrics)
     );
-    let cancelled = metric_value(&metrics, "oodgate_cancelled_requests_total").unwrap_or(0.0);
+    let cancelled = metric_value(
+        &metrics,
+        r#"oodgate_cancelled_requests_total{gate="digits"}"#,
+    )
+    .unwrap_or(0.0);
     let streams = metric_value(&metrics, "oodgate_streams_total").unwrap_or(0.0);
     println!(
         "after 4 abandoned streams and 4 abandoned calls: cancelled requests {cancelled}, streams opened {streams}"

@@ -87,7 +87,7 @@ fn tls_and_client_certificates_on_grpc_and_http() {
     runtime().block_on(async {
         let mut client = connect(grpc_target(&server, &pki, false)).await.unwrap();
         let info = client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap();
         assert_eq!(info.into_inner().k, 20);
@@ -95,7 +95,10 @@ fn tls_and_client_certificates_on_grpc_and_http() {
         let plain = connect(server.endpoint.as_str()).await;
         let failed = match plain {
             Err(_) => true,
-            Ok(mut c) => c.get_model_info(v1::GetModelInfoRequest {}).await.is_err(),
+            Ok(mut c) => c
+                .get_model_info(v1::GetModelInfoRequest::default())
+                .await
+                .is_err(),
         };
         assert!(failed, "a plaintext client got an answer from the TLS port");
     });
@@ -115,13 +118,16 @@ fn tls_and_client_certificates_on_grpc_and_http() {
     runtime().block_on(async {
         let mut client = connect(grpc_target(&server, &pki, true)).await.unwrap();
         client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap();
         let without = connect(grpc_target(&server, &pki, false)).await;
         let refused = match without {
             Err(_) => true,
-            Ok(mut c) => c.get_model_info(v1::GetModelInfoRequest {}).await.is_err(),
+            Ok(mut c) => c
+                .get_model_info(v1::GetModelInfoRequest::default())
+                .await
+                .is_err(),
         };
         assert!(refused, "a client without a certificate got an answer");
     });
@@ -157,14 +163,14 @@ fn bearer_tokens_guard_the_api_and_optionally_metrics() {
         for wrong in [None, Some("wrong"), Some("correct-horse-battery-stapl")] {
             let mut client = connect(with(wrong)).await.unwrap();
             let refused = client
-                .get_model_info(v1::GetModelInfoRequest {})
+                .get_model_info(v1::GetModelInfoRequest::default())
                 .await
                 .unwrap_err();
             assert_eq!(refused.code(), Code::Unauthenticated, "{wrong:?}");
         }
         let mut client = connect(with(Some(token))).await.unwrap();
         client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap();
         // Health is configured open.
@@ -198,7 +204,7 @@ fn default_threshold(server: &Server) -> (f64, f64) {
     runtime().block_on(async {
         let mut client = connect(server.endpoint.as_str()).await.unwrap();
         let info = client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap()
             .into_inner();
@@ -268,6 +274,7 @@ fn hot_reload_swaps_models_and_keeps_open_streams_on_theirs() {
         let failed = admin
             .reload(v1::ReloadRequest {
                 model_dir: "/nonexistent/model".into(),
+                gate: String::new(),
             })
             .await
             .unwrap_err();
@@ -305,11 +312,11 @@ fn hot_reload_swaps_models_and_keeps_open_streams_on_theirs() {
     }
     let metrics = server.metrics();
     assert!(
-        metrics.contains(r#"oodgate_reloads_total{result="ok"} 2"#),
+        metrics.contains(r#"oodgate_reloads_total{gate="digits",result="ok"} 2"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"oodgate_reloads_total{result="error"} 1"#),
+        metrics.contains(r#"oodgate_reloads_total{gate="digits",result="error"} 1"#),
         "{metrics}"
     );
 }

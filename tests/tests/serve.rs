@@ -190,7 +190,7 @@ fn unary_info_health_reflection_and_refusals() {
     runtime().block_on(async {
         let mut client = server.client().await;
         let info = client
-            .get_model_info(v1::GetModelInfoRequest {})
+            .get_model_info(v1::GetModelInfoRequest::default())
             .await
             .unwrap()
             .into_inner();
@@ -233,6 +233,7 @@ fn unary_info_health_reflection_and_refusals() {
         let response = client
             .detect(v1::DetectRequest {
                 source: "test".into(),
+                gate: String::new(),
                 ..detect_request(images, Some(v1::threshold::Kind::FalseRejectionRate(0.5)))
             })
             .await
@@ -432,16 +433,18 @@ fn http_side_serves_health_and_metrics() {
     let before = server.metrics();
     // Zero series for configured sources exist before any traffic (exact rate() later).
     assert!(
-        before.contains(r#"oodgate_images_total{outcome="rejected",source="fashion-mnist"} 0"#),
+        before.contains(
+            r#"oodgate_images_total{gate="digits",outcome="rejected",source="fashion-mnist"} 0"#
+        ),
         "{before}"
     );
     // So do the histograms: the latency panels' rate() works from the first request.
     for series in [
-        "oodgate_image_duration_seconds_count 0",
-        r#"oodgate_image_duration_seconds_bucket{le="0.01"} 0"#,
-        r#"oodgate_stage_duration_seconds_count{stage="lof"} 0"#,
-        "oodgate_batch_images_count 0",
-        "oodgate_lof_decision_count 0",
+        r#"oodgate_image_duration_seconds_count{gate="digits"} 0"#,
+        r#"oodgate_image_duration_seconds_bucket{gate="digits",le="0.01"} 0"#,
+        r#"oodgate_stage_duration_seconds_count{gate="digits",stage="lof"} 0"#,
+        r#"oodgate_batch_images_count{gate="digits"} 0"#,
+        r#"oodgate_lof_decision_count{gate="digits"} 0"#,
     ] {
         assert!(
             before.contains(series),
@@ -457,28 +460,33 @@ fn http_side_serves_health_and_metrics() {
     let value = |series: &str| metric(&metrics, series);
     let accepted = summary.sets[0].accepted as f64;
     assert_eq!(
-        value(r#"oodgate_images_total{outcome="classified",source="mnist"}"#),
+        value(r#"oodgate_images_total{gate="digits",outcome="classified",source="mnist"}"#),
         accepted
     );
     assert_eq!(
-        value(r#"oodgate_images_total{outcome="rejected",source="mnist"}"#),
+        value(r#"oodgate_images_total{gate="digits",outcome="rejected",source="mnist"}"#),
         300.0 - accepted
     );
-    assert_eq!(value("oodgate_image_duration_seconds_count"), 300.0);
-    assert_eq!(value("oodgate_batch_images_sum"), 300.0);
+    assert_eq!(
+        value(r#"oodgate_image_duration_seconds_count{gate="digits"}"#),
+        300.0
+    );
+    assert_eq!(value(r#"oodgate_batch_images_sum{gate="digits"}"#), 300.0);
     assert_eq!(value("oodgate_ready"), 1.0);
     assert_eq!(value("oodgate_streams_active"), 0.0);
-    assert!(value(r#"oodgate_requests_total{method="DetectStream",code="OK"}"#) >= 5.0);
+    assert!(
+        value(r#"oodgate_requests_total{gate="digits",method="DetectStream",code="OK"}"#) >= 5.0
+    );
     for stage in ["preprocess", "queue", "embed", "lof"] {
         assert!(
             value(&format!(
-                r#"oodgate_stage_duration_seconds_count{{stage="{stage}"}}"#
+                r#"oodgate_stage_duration_seconds_count{{gate="digits",stage="{stage}"}}"#
             )) >= 5.0
         );
     }
     assert!(
         metrics.contains(&format!(
-            "oodgate_model_info{{model=\"{}\"",
+            "oodgate_model_info{{gate=\"digits\",model=\"{}\"",
             default_model_name()
         )),
         "{metrics}"

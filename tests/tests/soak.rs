@@ -88,6 +88,7 @@ async fn stream(
                 let request = v1::DetectRequest {
                     images,
                     source: "soak".into(),
+                    gate: String::new(),
                     ..Default::default()
                 };
                 if tx.send(request).await.is_err() {
@@ -274,14 +275,14 @@ fn soak_streams_lose_nothing_and_memory_stays_flat() {
     let counted = |outcome: &str| {
         metric_value(
             &metrics,
-            &format!(r#"oodgate_images_total{{outcome="{outcome}",source="soak"}}"#),
+            &format!(r#"oodgate_images_total{{gate="digits",outcome="{outcome}",source="soak"}}"#),
         )
         .unwrap_or(0.0)
     };
     assert_eq!(counted("classified"), total.classified as f64, "{metrics}");
     assert_eq!(counted("rejected"), total.rejected as f64, "{metrics}");
     assert_eq!(
-        metric_value(&metrics, "oodgate_queue_images"),
+        metric_value(&metrics, r#"oodgate_queue_images{gate="digits"}"#),
         Some(0.0),
         "{metrics}"
     );

@@ -207,7 +207,7 @@ fn random_mixes_over_concurrent_streams_lose_nothing() {
     // Nothing left behind on the server.
     let metrics = server.metrics();
     assert_eq!(
-        oodgate_e2e::metric_value(&metrics, "oodgate_queue_images"),
+        oodgate_e2e::metric_value(&metrics, r#"oodgate_queue_images{gate="digits"}"#),
         Some(0.0),
         "{metrics}"
     );

@@ -166,7 +166,7 @@ fn measure_configured(
         for n in 0..picks.len() + 10 {
             let started = Instant::now();
             client
-                .get_model_info(oodgate_proto::v1::GetModelInfoRequest {})
+                .get_model_info(oodgate_proto::v1::GetModelInfoRequest::default())
                 .await?;
             if n >= 10 {
                 latencies.push(started.elapsed());

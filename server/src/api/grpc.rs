@@ -1,7 +1,10 @@
 //! The `oodgate.v1.Detector` gRPC service: wire types in and out of the [`Pipeline`].
 //!
 //! Every refusal becomes a gRPC status in [`status`], the one place that maps them.
+//! Requests name their gate (empty: the default one); a stream may use several, each
+//! on the model it had at the stream's first request for it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use tracing::Instrument;
 
 use crate::core::detector::{Detector, ThresholdSpec};
 use crate::core::pipeline::{
-    ClientImage, DetectInput, Field, ImageData, Pipeline, ServeError, StreamSlot,
+    ClientImage, DetectInput, Field, Gate, ImageData, Pipeline, ServeError, StreamSlot,
 };
 use crate::core::view::{self, Answer, Evidence, ModelView, VerdictView};
 use crate::metrics;
@@ -60,17 +63,20 @@ impl DetectorRpc for DetectorService {
         &self,
         request: Request<Streaming<v1::DetectRequest>>,
     ) -> Result<Response<VerdictStream>, Status> {
-        // The stream keeps this model to its end, across reloads.
-        let opened = self
-            .pipeline
-            .detector()
-            .ok_or(ServeError::NotReady)
-            .and_then(|detector| Ok((detector, self.pipeline.open_stream()?)));
-        let (detector, slot) = match opened {
-            Ok(opened) => opened,
+        let opened = if self.pipeline.is_loaded() {
+            self.pipeline.open_stream()
+        } else {
+            Err(ServeError::NotReady)
+        };
+        let slot = match opened {
+            Ok(slot) => slot,
             Err(e) => {
                 let status = status(&e);
-                metrics::record_request("DetectStream", code_name(status.code()));
+                metrics::record_request(
+                    metrics::GATE_NONE,
+                    "DetectStream",
+                    code_name(status.code()),
+                );
                 return Err(status);
             }
         };
@@ -84,7 +90,6 @@ impl DetectorRpc for DetectorService {
         tokio::spawn(
             relay(
                 self.pipeline.clone(),
-                detector,
                 slot,
                 request.into_inner(),
                 tx,
@@ -99,33 +104,80 @@ impl DetectorRpc for DetectorService {
         &self,
         request: Request<v1::DetectRequest>,
     ) -> Result<Response<v1::DetectResponse>, Status> {
-        let answer = match self.pipeline.detector() {
-            Some(detector) => detect(&self.pipeline, detector, request.into_inner()).await,
-            None => Err(status(&ServeError::NotReady)),
+        let request = request.into_inner();
+        let label = self.pipeline.gate_label(&request.gate).to_owned();
+        let answer = match self
+            .pipeline
+            .gate(&request.gate)
+            .and_then(|gate| Ok((gate, gate.loaded()?)))
+        {
+            Ok((gate, detector)) => detect(&self.pipeline, gate, detector, request).await,
+            Err(e) => Err(status(&e)),
         };
-        metrics::record_request("Detect", code(&answer));
+        metrics::record_request(&label, "Detect", code(&answer));
         answer.map(Response::new)
     }
 
     async fn get_model_info(
         &self,
-        _request: Request<v1::GetModelInfoRequest>,
+        request: Request<v1::GetModelInfoRequest>,
     ) -> Result<Response<v1::ModelInfo>, Status> {
+        let name = request.into_inner().gate;
         let answer = self
             .pipeline
-            .detector()
-            .map(|detector| model_info(ModelView::of(&detector)))
-            .ok_or_else(|| status(&ServeError::NotReady));
-        metrics::record_request("GetModelInfo", code(&answer));
+            .gate(&name)
+            .and_then(|gate| gate.model_view())
+            .map(model_info)
+            .map_err(|e| status(&e));
+        let label = self.pipeline.gate_label(&name);
+        metrics::record_request(label, "GetModelInfo", code(&answer));
         answer.map(Response::new)
     }
+
+    async fn list_gates(
+        &self,
+        _request: Request<v1::ListGatesRequest>,
+    ) -> Result<Response<v1::ListGatesResponse>, Status> {
+        let answer = model_views(&self.pipeline)
+            .map(|views| v1::ListGatesResponse {
+                default_gate: self.pipeline.default_gate().name().to_owned(),
+                gates: views.into_iter().map(model_info).collect(),
+            })
+            .map_err(|e| status(&e));
+        metrics::record_request(metrics::GATE_NONE, "ListGates", code(&answer));
+        answer.map(Response::new)
+    }
+}
+
+/// Every gate's model, the default first; NOT_READY while one is still loading.
+pub(crate) fn model_views(pipeline: &Pipeline) -> Result<Vec<ModelView>, ServeError> {
+    pipeline
+        .gates()
+        .iter()
+        .map(|gate| gate.model_view())
+        .collect()
+}
+
+/// The gate and model a stream's request goes to: the gate's model at the stream's
+/// first request for it, kept across reloads.
+fn stream_model(
+    pipeline: &Pipeline,
+    models: &mut HashMap<String, (Arc<Gate>, Arc<Detector>)>,
+    name: &str,
+) -> Result<(Arc<Gate>, Arc<Detector>), ServeError> {
+    let gate = pipeline.gate(name)?;
+    if let Some(chosen) = models.get(gate.name()) {
+        return Ok(chosen.clone());
+    }
+    let chosen = (gate.clone(), gate.loaded()?);
+    models.insert(gate.name().to_owned(), chosen.clone());
+    Ok(chosen)
 }
 
 /// Answers one stream's requests in order, up to `depth` of them at once, until the
 /// client closes its side, goes away, or a request is refused (its status ends the stream).
 async fn relay(
     pipeline: Arc<Pipeline>,
-    detector: Arc<Detector>,
     _slot: StreamSlot,
     inbound: Streaming<v1::DetectRequest>,
     tx: mpsc::Sender<Result<v1::DetectResponse, Status>>,
@@ -143,19 +195,36 @@ async fn relay(
             cut.store(true, Ordering::Relaxed);
         }
     };
+    let mut models = HashMap::new();
     let mut answers = inbound
         .take_until(Box::pin(stop))
         .map(|message| {
+            // Resolved in order, as read: a gate's model is the one of its first request.
+            let chosen = match message.map_err(oversized) {
+                // A message over the size limit names no gate it can be counted under.
+                Err(refused) => Err((metrics::GATE_NONE.to_owned(), refused)),
+                Ok(request) => match stream_model(&pipeline, &mut models, &request.gate) {
+                    Ok((gate, detector)) => Ok((gate, detector, request)),
+                    Err(e) => Err((pipeline.gate_label(&request.gate).to_owned(), status(&e))),
+                },
+            };
             let pipeline = pipeline.clone();
-            let detector = detector.clone();
-            async move { detect(&pipeline, detector, message.map_err(oversized)?).await }
+            async move {
+                match chosen {
+                    Ok((gate, detector, request)) => {
+                        let answer = detect(&pipeline, &gate, detector, request).await;
+                        (gate.name().to_owned(), answer)
+                    }
+                    Err((label, refused)) => (label, Err(refused)),
+                }
+            }
         })
         .buffered(depth);
     let (mut requests, mut images) = (0u64, 0u64);
     let mut end = StreamEnd::ClientFinished;
-    while let Some(answer) = answers.next().await {
+    while let Some((gate, answer)) = answers.next().await {
         let failed = answer.as_ref().err().map(|s| s.code());
-        metrics::record_request("DetectStream", code(&answer));
+        metrics::record_request(&gate, "DetectStream", code(&answer));
         if let Ok(response) = &answer {
             requests += 1;
             images += response.verdicts.len() as u64;
@@ -206,11 +275,12 @@ impl StreamEnd {
 
 async fn detect(
     pipeline: &Pipeline,
+    gate: &Gate,
     detector: Arc<Detector>,
     request: v1::DetectRequest,
 ) -> Result<v1::DetectResponse, Status> {
     let detection = pipeline
-        .detect_on(detector, detect_input(request))
+        .detect_on(gate, detector, detect_input(request))
         .await
         .map_err(|e| status(&e))?;
     Ok(v1::DetectResponse {
@@ -266,6 +336,7 @@ pub(crate) fn status(error: &ServeError) -> Status {
         ServeError::NotReady => Status::unavailable(message),
         ServeError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
         ServeError::TooManyStreams { .. } => Status::resource_exhausted(message),
+        ServeError::UnknownGate { .. } => Status::not_found(message),
         ServeError::Internal(_) => {
             tracing::error!(%message, "request failed");
             Status::internal(message)
@@ -312,6 +383,7 @@ pub fn detect_input(request: v1::DetectRequest) -> DetectInput {
         images,
         threshold,
         source: request.source,
+        gate: request.gate,
     }
 }
 
@@ -392,14 +464,21 @@ pub(crate) fn model_info(view: ModelView) -> v1::ModelInfo {
         distance_check: view.distance_check,
         default_distance_threshold: view.default_distance_threshold,
         search_mode: view.search_mode.into(),
+        gate: view.gate,
     }
 }
 
-/// What the Admin RPC needs from the application: load a model and swap it in.
+/// What the Admin RPC needs from the application: load a gate's model and swap it in.
 #[tonic::async_trait]
 pub(crate) trait Reload: Send + Sync + 'static {
-    /// `model_dir`: None for the configured one. The new model, and the seconds it took.
-    async fn reload(&self, model_dir: Option<PathBuf>) -> anyhow::Result<(ModelView, f64)>;
+    /// `gate`: empty for the default one; `model_dir`: None for the configured one. The
+    /// new model, and the seconds it took. An unknown gate fails with
+    /// [`ServeError::UnknownGate`].
+    async fn reload(
+        &self,
+        gate: &str,
+        model_dir: Option<PathBuf>,
+    ) -> anyhow::Result<(ModelView, f64)>;
 }
 
 /// `oodgate.v1.Admin`: hot reload.
@@ -419,16 +498,19 @@ impl oodgate_proto::v1::admin_server::Admin for AdminService {
         &self,
         request: Request<v1::ReloadRequest>,
     ) -> Result<Response<v1::ReloadResponse>, Status> {
-        let dir = request.into_inner().model_dir;
-        let dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
-        match self.reloader.reload(dir).await {
+        let request = request.into_inner();
+        let dir = (!request.model_dir.is_empty()).then(|| PathBuf::from(request.model_dir));
+        match self.reloader.reload(&request.gate, dir).await {
             Ok((model, seconds)) => Ok(Response::new(v1::ReloadResponse {
                 model: Some(model_info(model)),
                 seconds,
             })),
-            Err(e) => Err(Status::failed_precondition(format!(
-                "reload failed, the current model keeps serving: {e:#}"
-            ))),
+            Err(e) => match e.downcast_ref::<ServeError>() {
+                Some(refused) => Err(status(refused)),
+                None => Err(Status::failed_precondition(format!(
+                    "reload failed, the current model keeps serving: {e:#}"
+                ))),
+            },
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP side, on its own port: Prometheus metrics and health for operators and
 //! orchestrators, a JSON API over the gRPC side's [`Pipeline`], and the demo page.
 //!
-//! `POST /v1/detect` goes through [`Pipeline::detect`] like the gRPC `Detect`; every
+//! `POST /v1/detect` (the default gate) and `POST /v1/gates/{gate}/detect` go through
+//! [`Pipeline::detect`] like the gRPC `Detect`; every
 //! refusal becomes an HTTP status in [`http_status`], the one place that maps them (the
 //! gRPC side's is [`crate::api::grpc::status`]). Every error answer is a JSON body
 //! `{"error": "..."}`, including bodies axum's extractors refuse.
@@ -28,7 +29,7 @@ use crate::core::pipeline::{
     ClientImage, DetectInput, Field, ImageData, Pipeline, ServeError, model_inputs,
 };
 use crate::core::preprocess::{InputSpec, Layout};
-use crate::core::training::{TrainingError, TrainingImages};
+use crate::core::training::TrainingError;
 use crate::core::view::{self, ModelView, VerdictView};
 use crate::metrics;
 
@@ -41,8 +42,6 @@ pub(crate) struct HttpState {
     pub metrics: PrometheusHandle,
     /// Largest request body (`server.max_message_bytes`, as on gRPC).
     pub max_body_bytes: usize,
-    /// The index's training images, for the neighbours a rejection names.
-    training: TrainingImages,
     pub auth: HttpAuth,
 }
 
@@ -65,7 +64,6 @@ impl HttpState {
             pipeline,
             metrics,
             max_body_bytes,
-            training: TrainingImages::default(),
             auth,
         }
     }
@@ -77,10 +75,18 @@ pub(crate) fn router(state: HttpState) -> Router {
     let page = Router::new()
         .route("/", get(demo))
         .route("/demo", get(demo));
+    // The routes without a gate are the default gate's.
     let api = Router::new()
         .route("/v1/detect", post(detect).fallback(method_not_allowed))
         .route("/v1/model", get(model_info))
-        .route("/v1/training/{id}", get(training_image));
+        .route("/v1/training/{id}", get(training_image))
+        .route("/v1/gates", get(list_gates))
+        .route(
+            "/v1/gates/{gate}/detect",
+            post(gate_detect).fallback(method_not_allowed),
+        )
+        .route("/v1/gates/{gate}/model", get(gate_model_info))
+        .route("/v1/gates/{gate}/training/{id}", get(gate_training_image));
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
@@ -201,6 +207,7 @@ pub(crate) fn http_status(error: &ServeError) -> StatusCode {
         ServeError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
         // Streams are gRPC's; listed for completeness.
         ServeError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServeError::UnknownGate { .. } => StatusCode::NOT_FOUND,
         ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -335,6 +342,8 @@ pub(crate) struct JsonPixels {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct DetectReply {
+    /// The gate that judged the images.
+    pub gate: String,
     pub model: String,
     pub verdicts: Vec<JsonVerdict>,
 }
@@ -352,14 +361,32 @@ async fn detect(
     State(state): State<HttpState>,
     body: Result<ApiJson<DetectBody>, ApiError>,
 ) -> Response {
+    detect_on_gate(&state, "", body).await
+}
+
+async fn gate_detect(
+    State(state): State<HttpState>,
+    Path(gate): Path<String>,
+    body: Result<ApiJson<DetectBody>, ApiError>,
+) -> Response {
+    detect_on_gate(&state, &gate, body).await
+}
+
+/// `gate`: empty for the default one.
+async fn detect_on_gate(
+    state: &HttpState,
+    gate: &str,
+    body: Result<ApiJson<DetectBody>, ApiError>,
+) -> Response {
     let answer = match body {
-        Ok(ApiJson(body)) => detect_json(&state.pipeline, body).await,
+        Ok(ApiJson(body)) => detect_json(&state.pipeline, gate, body).await,
         Err(error) => Err(error),
     };
     let status = answer
         .as_ref()
         .map_or_else(|e| e.status, |_| StatusCode::OK);
-    metrics::record_request("http_detect", grpc::code_name(grpc_code(status)));
+    let label = state.pipeline.gate_label(gate);
+    metrics::record_request(label, "http_detect", grpc::code_name(grpc_code(status)));
     match answer {
         Ok(reply) => Json(reply).into_response(),
         Err(error) => error.into_response(),
@@ -368,14 +395,17 @@ async fn detect(
 
 pub(crate) async fn detect_json(
     pipeline: &Pipeline,
+    gate: &str,
     body: DetectBody,
 ) -> Result<DetectReply, ApiError> {
-    let (input, return_inputs) = detect_input(body)?;
+    let (mut input, return_inputs) = detect_input(body)?;
+    input.gate = gate.to_owned();
     // The demo's few images are prepared a second time here, so the core need not
     // carry what only the demo shows.
     let images = return_inputs.then(|| input.images.clone());
     let detection = pipeline.detect(input).await?;
     let model = detection.detector.model.name.clone();
+    let gate = detection.gate.clone();
     let spec = detection.detector.embedder.input;
     let mut inputs =
         images.map(|images| model_inputs(images, &spec, &pipeline.limits()).into_iter());
@@ -390,7 +420,11 @@ pub(crate) async fn detect_json(
                 .map(|values| model_input(&values, spec)),
         })
         .collect();
-    Ok(DetectReply { model, verdicts })
+    Ok(DetectReply {
+        gate,
+        model,
+        verdicts,
+    })
 }
 
 /// The pipeline's input, and whether the body asked for the model inputs back.
@@ -440,6 +474,7 @@ fn detect_input(body: DetectBody) -> Result<(DetectInput, bool), ApiError> {
         images,
         threshold,
         source: body.source,
+        gate: String::new(),
     };
     Ok((input, body.return_inputs))
 }
@@ -473,28 +508,65 @@ fn model_input(values: &[f32], spec: InputSpec) -> JsonPixels {
     }
 }
 
-// ---- GET /v1/model, GET /v1/training/{id} ----------------------------------------
+// ---- GET /v1/model, /v1/gates, /v1/training/{id} and the per-gate ones ---------
 
 /// What gRPC `GetModelInfo` answers, as JSON with the same field names.
 async fn model_info(State(state): State<HttpState>) -> Result<Json<ModelView>, ApiError> {
-    let detector = state.pipeline.detector().ok_or(ServeError::NotReady)?;
-    Ok(Json(ModelView::of(&detector)))
+    gate_model(&state, "")
 }
 
-/// One training image (a neighbour's `training_id`) as a PNG; its label is in the
-/// `x-oodgate-label` header.
+async fn gate_model_info(
+    State(state): State<HttpState>,
+    Path(gate): Path<String>,
+) -> Result<Json<ModelView>, ApiError> {
+    gate_model(&state, &gate)
+}
+
+fn gate_model(state: &HttpState, name: &str) -> Result<Json<ModelView>, ApiError> {
+    Ok(Json(state.pipeline.gate(name)?.model_view()?))
+}
+
+/// What gRPC `ListGates` answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct GatesReply {
+    pub default_gate: String,
+    pub gates: Vec<ModelView>,
+}
+
+async fn list_gates(State(state): State<HttpState>) -> Result<Json<GatesReply>, ApiError> {
+    Ok(Json(GatesReply {
+        default_gate: state.pipeline.default_gate().name().to_owned(),
+        gates: grpc::model_views(&state.pipeline)?,
+    }))
+}
+
+/// One training image (a neighbour's `training_id`) of the default gate as a PNG; its
+/// label is in the `x-oodgate-label` header.
 async fn training_image(
     State(state): State<HttpState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    gate_training(&state, "", &id).await
+}
+
+async fn gate_training_image(
+    State(state): State<HttpState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((gate, id)) = path.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    gate_training(&state, &gate, &id).await
+}
+
+async fn gate_training(state: &HttpState, gate: &str, id: &str) -> Result<Response, ApiError> {
+    let gate = state.pipeline.gate(gate)?;
     let id: usize = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("training image {id:?}: ids are whole numbers"),
         )
     })?;
-    let image = state.training.get(id).await.map_err(|error| {
+    let image = gate.training().get(id).await.map_err(|error| {
         let status = match error {
             TrainingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             TrainingError::NoSuchId { .. } => StatusCode::NOT_FOUND,
@@ -563,9 +635,17 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 tonic::Code::Internal,
             ),
+            (
+                ServeError::UnknownGate {
+                    gate: "fashion".into(),
+                    known: vec!["digits".into(), "plain".into()],
+                },
+                StatusCode::NOT_FOUND,
+                tonic::Code::NotFound,
+            ),
         ];
         // One case per ServeError variant.
-        assert_eq!(cases.len(), 6);
+        assert_eq!(cases.len(), 7);
         for (error, status, code) in cases {
             assert_eq!(http_status(&error), status);
             // The two sides agree on what each refusal is.

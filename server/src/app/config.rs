@@ -1,8 +1,13 @@
 //! Configuration: defaults, then an optional TOML file, then `OODGATE_...` variables.
 //!
 //! `OODGATE_MODEL__DIR=models/mnist-plain` sets `model.dir`; the double underscore
-//! separates sections because names contain single underscores.
+//! separates sections because names contain single underscores
+//! (`OODGATE_GATES__FASHION__ENABLED=false` turns the gate `fashion` off).
+//!
+//! Gates: `model.dir` is the default gate's folder (named `model.gate`); `[gates.<name>]`
+//! adds more. [`Config::gates`] lists the ones served.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,10 @@ use crate::core::preprocess::Limits;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub model: ModelConfig,
+    /// Gates besides the default one, by name.
+    // `default`: the config crate drops empty tables from the defaults layer.
+    #[serde(default)]
+    pub gates: BTreeMap<String, GateEntry>,
     pub index: IndexConfig,
     pub server: ServerConfig,
     pub batching: BatchingConfig,
@@ -26,8 +35,10 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Folder with model.onnx, classes.json and card.json.
+    /// The default gate's folder: model.onnx, classes.json and card.json.
     pub dir: PathBuf,
+    /// The default gate's name: requests that name no gate go to it.
+    pub gate: String,
     /// libonnxruntime.so; empty means the `ORT_DYLIB_PATH` variable.
     pub ort_dylib_path: PathBuf,
     /// ONNX Runtime intra-op threads.
@@ -37,6 +48,32 @@ pub struct ModelConfig {
     /// Let idle ONNX Runtime threads spin for the next run. Off: between runs they
     /// would take the cores that LOF scoring, decoding and gRPC need.
     pub intra_spinning: bool,
+}
+
+/// One more gate: a model folder served beside the default one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateEntry {
+    /// The gate's folder (model.onnx, classes.json, optional card.json and gate.toml).
+    pub dir: PathBuf,
+    /// Its index artifact, as `index.path` is the default gate's; empty: the cache.
+    #[serde(default)]
+    pub index: PathBuf,
+    /// Off: kept in the file but not served.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A gate to serve: its name, its folder and its index artifact (empty: the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateSpec {
+    pub name: String,
+    pub dir: PathBuf,
+    pub index_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +151,8 @@ pub struct BatchingConfig {
     pub max_batch_size: usize,
     /// How long the first waiting image may wait for others to fill the batch.
     pub max_wait_micros: u64,
-    /// Images admitted (queued or being embedded) at once; past it, RESOURCE_EXHAUSTED.
+    /// Images admitted (queued or being embedded) at once, split evenly between the
+    /// gates; past a gate's share, RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
 }
 
@@ -142,11 +180,13 @@ impl Default for Config {
         Self {
             model: ModelConfig {
                 dir: PathBuf::from("models/mnist-cosface-oe-near-fonts"),
+                gate: "digits".into(),
                 ort_dylib_path: PathBuf::new(),
                 intra_threads: session.intra_threads,
                 optimization_level: session.optimization_level,
                 intra_spinning: session.intra_spinning,
             },
+            gates: BTreeMap::new(),
             index: IndexConfig {
                 path: PathBuf::new(),
                 cache_dir: PathBuf::from(".cache/index"),
@@ -205,8 +245,45 @@ impl Config {
         shown
     }
 
+    /// The gates to serve: the default one first, then the enabled `[gates.*]` by name.
+    pub fn gates(&self) -> Vec<GateSpec> {
+        let default = self.default_gate();
+        let more = self
+            .gates
+            .iter()
+            .filter(|(_, entry)| entry.enabled)
+            .map(|(name, entry)| GateSpec {
+                name: name.clone(),
+                dir: entry.dir.clone(),
+                index_path: entry.index.clone(),
+            });
+        std::iter::once(default).chain(more).collect()
+    }
+
+    /// The default gate: `model.gate` in `model.dir`, its index `index.path`.
+    pub fn default_gate(&self) -> GateSpec {
+        GateSpec {
+            name: self.model.gate.clone(),
+            dir: self.model.dir.clone(),
+            index_path: self.index.path.clone(),
+        }
+    }
+
+    /// The gate named `name` as this configuration serves it, if it does.
+    pub fn gate(&self, name: &str) -> Option<GateSpec> {
+        self.gates().into_iter().find(|gate| gate.name == name)
+    }
+
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with `vars` for the environment.
+    fn load_with(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let defaults = config::Config::try_from(&Config::default())?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = file {
@@ -220,7 +297,8 @@ impl Config {
         }
         // Only `OODGATE_<SECTION>__<KEY>` variables are settings; others with the same
         // prefix (OODGATE_DATA_DIR, OODGATE_CONFIG, ...) belong to other parts.
-        let settings: config::Map<String, String> = std::env::vars()
+        let settings: config::Map<String, String> = vars
+            .into_iter()
             .filter(|(k, _)| {
                 k.strip_prefix("OODGATE_")
                     .is_some_and(|rest| rest.contains("__"))
@@ -290,11 +368,21 @@ impl Config {
                 return bad(format!("{name} must be at least 1"));
             }
         }
-        if self.batching.queue_capacity < self.server.max_images_per_request {
-            return bad(format!(
-                "batching.queue_capacity ({}) must be at least server.max_images_per_request ({})",
-                self.batching.queue_capacity, self.server.max_images_per_request
-            ));
+        self.validate_gates()?;
+        // Each gate's share of the queue must hold one largest request.
+        let gates = self.gates().len();
+        if self.batching.queue_capacity < gates * self.server.max_images_per_request {
+            return bad(if gates == 1 {
+                format!(
+                    "batching.queue_capacity ({}) must be at least server.max_images_per_request ({})",
+                    self.batching.queue_capacity, self.server.max_images_per_request
+                )
+            } else {
+                format!(
+                    "batching.queue_capacity ({}) must be at least {gates} gates x server.max_images_per_request ({}): each gate gets an even share",
+                    self.batching.queue_capacity, self.server.max_images_per_request
+                )
+            });
         }
         if !(self.server.request_timeout_seconds.is_finite()
             && self.server.request_timeout_seconds >= 0.0)
@@ -324,6 +412,40 @@ impl Config {
         }
         Ok(())
     }
+
+    fn validate_gates(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !valid_gate_name(&self.model.gate) {
+            return bad(format!(
+                "model.gate must be 1 to 64 of a-z, 0-9, '-' and '_', got {:?}",
+                self.model.gate
+            ));
+        }
+        for (name, entry) in &self.gates {
+            if !valid_gate_name(name) {
+                return bad(format!(
+                    "gates.{name}: gate names are 1 to 64 of a-z, 0-9, '-' and '_'"
+                ));
+            }
+            if *name == self.model.gate {
+                return bad(format!(
+                    "gates.{name}: the name is model.gate's, the default gate's (set its folder with model.dir)"
+                ));
+            }
+            if entry.dir.as_os_str().is_empty() {
+                return bad(format!("gates.{name}.dir must name the gate's folder"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gate names appear in URLs and metric labels: short, lowercase, no escaping needed.
+pub fn valid_gate_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -358,6 +480,125 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("index.contamination")
+        );
+        let mut c = Config::default();
+        c.server.grpc_addr = "nowhere".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.grpc_addr")
+        );
+    }
+
+    fn with_gate(name: &str, dir: &str) -> Config {
+        let mut c = Config::default();
+        c.gates.insert(
+            name.into(),
+            GateEntry {
+                dir: dir.into(),
+                index: PathBuf::new(),
+                enabled: true,
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn gates_list_the_default_first_and_only_enabled_ones() {
+        let mut c = with_gate("plain", "models/mnist-plain");
+        c.gates.insert(
+            "off".into(),
+            GateEntry {
+                dir: "models/mnist-l2".into(),
+                index: "off.lof".into(),
+                enabled: false,
+            },
+        );
+        c.gates.insert(
+            "a-first".into(),
+            GateEntry {
+                dir: "models/mnist-seed".into(),
+                index: "seed.lof".into(),
+                enabled: true,
+            },
+        );
+        c.validate().unwrap();
+        let names: Vec<_> = c.gates().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["digits", "a-first", "plain"]);
+        assert_eq!(
+            c.gate("a-first"),
+            Some(GateSpec {
+                name: "a-first".into(),
+                dir: "models/mnist-seed".into(),
+                index_path: "seed.lof".into(),
+            })
+        );
+        assert_eq!(c.gate("digits").unwrap().dir, c.model.dir);
+        assert_eq!(c.gate("off"), None);
+    }
+
+    #[test]
+    fn bad_gates_name_the_field() {
+        let message = |c: Config| c.validate().unwrap_err().to_string();
+        assert!(message(with_gate("plain", "")).contains("gates.plain.dir"));
+        assert!(message(with_gate("digits", "models/mnist-plain")).contains("gates.digits"));
+        assert!(message(with_gate("Plain", "models/mnist-plain")).contains("gates.Plain"));
+        assert!(message(with_gate(&"x".repeat(65), "m")).contains("gate names"));
+        let mut c = Config::default();
+        c.model.gate = "has space".into();
+        assert!(message(c).contains("model.gate"));
+        // Each gate's share of the queue holds one largest request.
+        let mut c = with_gate("plain", "models/mnist-plain");
+        c.batching.queue_capacity = 1024;
+        assert!(message(c).contains("2 gates x server.max_images_per_request"));
+    }
+
+    #[test]
+    fn gates_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oodgate.toml");
+        std::fs::write(
+            &path,
+            "[model]\ngate = \"numbers\"\n[gates.plain]\ndir = \"models/mnist-plain\"\n[gates.fashion]\ndir = \"models/fashion\"\nindex = \"f.lof\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        let names: Vec<_> = c.gates().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["numbers", "fashion", "plain"]);
+        assert_eq!(
+            c.gate("fashion").unwrap().index_path,
+            PathBuf::from("f.lof")
+        );
+
+        let env = [
+            ("OODGATE_GATES__FASHION__ENABLED", "false"),
+            ("OODGATE_GATES__PLAIN__DIR", "models/mnist-l2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load_with(Some(&path), env).unwrap();
+        let names: Vec<_> = c.gates().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["numbers", "plain"]);
+        assert_eq!(
+            c.gate("plain").unwrap().dir,
+            PathBuf::from("models/mnist-l2")
+        );
+
+        std::fs::write(&path, "[gates.plain]\ndir = \"m\"\nindx = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("indx"), "{err}");
+    }
+
+    #[test]
+    fn the_default_config_serves_one_gate() {
+        let c = Config::default();
+        assert_eq!(
+            c.gates(),
+            [GateSpec {
+                name: "digits".into(),
+                dir: c.model.dir.clone(),
+                index_path: PathBuf::new(),
+            }]
         );
         let mut c = Config::default();
         c.server.grpc_addr = "nowhere".into();

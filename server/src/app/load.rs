@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use oodgate_lof::{HnswParams, LofIndex, SearchMode};
 
-use crate::app::config::{self, Config};
+use crate::app::config::{self, Config, GateSpec};
 use crate::core::detector::{Detector, DetectorError, DetectorSettings};
 use crate::core::embed::{EmbedError, Embedder, SessionOptions};
 use crate::core::gate::Source;
@@ -69,10 +69,14 @@ pub enum LoadError {
     },
 }
 
-/// Loads the configured model and its index, building and caching the index from the
+/// Loads a gate's model and its index, building and caching the index from the
 /// reference set when there is none yet (the gate's `[reference]`, or MNIST train for a
 /// model folder without gate.toml).
-pub fn detector(config: &Config) -> Result<Detector, LoadError> {
+pub fn detector(config: &Config, gate: &GateSpec) -> Result<Detector, LoadError> {
+    let mut config = config.clone();
+    config.model.dir = gate.dir.clone();
+    config.index.path = gate.index_path.clone();
+    let config = &config;
     let (model, embedder) = embedder(config)?;
     let path = index_path(config, &model);
     let settings = detector_settings(config, &model);

@@ -36,7 +36,7 @@ pub const HEALTH_SERVICE: &str =
 /// What the caller tells a running service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// Load the configured model again and swap it in (SIGHUP).
+    /// Load every gate's configured model again and swap it in, each on its own (SIGHUP).
     Reload,
     /// Stop taking work, finish what is in flight, return (SIGINT, SIGTERM).
     Shutdown,
@@ -82,7 +82,9 @@ pub async fn run(
     };
     let metrics_handle = metrics::install()?;
     metrics::spawn_upkeep(metrics_handle.clone());
-    let pipeline = Arc::new(Pipeline::new(load::pipeline_settings(&config)));
+    let gates = config.gates();
+    let names: Vec<String> = gates.iter().map(|gate| gate.name.clone()).collect();
+    let pipeline = Arc::new(Pipeline::new(load::pipeline_settings(&config), &names));
     let reloader = Arc::new(Reloader::new(pipeline.clone(), config_file));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -182,17 +184,29 @@ pub async fn run(
     // Whichever way this function returns, the servers do not outlive it.
     let _stop_servers = AbortOnDrop(server.abort_handle());
 
+    // One after the other: the machine's cores go to each index build in turn.
     let mut loading = tokio::task::spawn_blocking({
         let config = config.clone();
-        move || load::detector(&config)
+        move || {
+            gates
+                .iter()
+                .map(|gate| {
+                    load::detector(&config, gate)
+                        .with_context(|| format!("gate {} ({})", gate.name, gate.dir.display()))
+                })
+                .collect::<anyhow::Result<Vec<Detector>>>()
+        }
     });
     loop {
         tokio::select! {
             loaded = &mut loading => {
-                let detector = loaded.context("loading the model panicked")??;
-                log_loaded(&detector);
-                reload::set_loaded(&detector, &config);
-                pipeline.set_detector(Arc::new(detector));
+                let detectors = loaded.context("loading the models panicked")??;
+                for (gate, detector) in pipeline.gates().iter().zip(detectors) {
+                    log_loaded(gate.name(), &detector);
+                    reload::set_loaded(gate.name(), &detector, &config);
+                    gate.set_detector(Arc::new(detector));
+                }
+                metrics::set_ready();
                 set_health(&health, ServingStatus::Serving).await;
                 tracing::info!("ready");
                 break;
@@ -217,8 +231,8 @@ pub async fn run(
             signal = signals.recv() => {
                 if signal == Some(Signal::Reload) {
                     let reloader = reloader.clone();
-                    // Failures are logged and counted; the current model keeps serving.
-                    tokio::spawn(async move { reloader.reload(None).await });
+                    // Failures are logged and counted; the gate's current model keeps serving.
+                    tokio::spawn(async move { reloader.reload_all().await });
                     continue;
                 }
                 tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -262,9 +276,10 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status(HEALTH_SERVICE, status).await;
 }
 
-fn log_loaded(detector: &Detector) {
+fn log_loaded(gate: &str, detector: &Detector) {
     let embedder = &detector.embedder;
     tracing::info!(
+        gate,
         model = %detector.model.name,
         sha256 = %detector.model.sha256,
         layout = embedder.input.layout.as_str(),

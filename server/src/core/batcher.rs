@@ -116,10 +116,12 @@ struct Job<S: Scorer> {
     reply: oneshot::Sender<Reply<S>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct BatchSettings {
     pub max_batch_size: usize,
     pub max_wait: Duration,
+    /// The gate whose batches these are, for the metrics (each gate has its batcher).
+    pub gate: Arc<str>,
 }
 
 /// The requests' side of the batcher. Cheap to clone.
@@ -239,7 +241,7 @@ async fn run<S: Scorer>(
         // Requesters that went away while queued: their images are not run.
         jobs.retain(|job| !job.reply.is_closed());
         if !jobs.is_empty() {
-            run_batch(jobs).await;
+            run_batch(jobs, &settings.gate).await;
         }
     }
 }
@@ -256,7 +258,7 @@ enum ModelRun<S: Scorer> {
     Embedded(S::Embedded),
 }
 
-async fn run_batch<S: Scorer>(mut jobs: Vec<Job<S>>) {
+async fn run_batch<S: Scorer>(mut jobs: Vec<Job<S>>, gate: &str) {
     let scorer = jobs[0].scorer.clone();
     let images: usize = jobs.iter().map(|job| job.count).sum();
     let pixels = if jobs.len() == 1 {
@@ -266,7 +268,7 @@ async fn run_batch<S: Scorer>(mut jobs: Vec<Job<S>>) {
             .flat_map(|job| job.pixels.iter().copied())
             .collect()
     };
-    crate::metrics::record_batch(images);
+    crate::metrics::record_batch(gate, images);
     let started = Instant::now();
     let run = tokio::task::spawn_blocking({
         let scorer = scorer.clone();
@@ -489,6 +491,7 @@ mod tests {
         Batcher::spawn(BatchSettings {
             max_batch_size,
             max_wait: MAX_WAIT,
+            gate: "test".into(),
         })
     }
 

@@ -1,6 +1,14 @@
 //! The serving core that every RPC (and the HTTP side) goes through:
 //! admission, decoding (off the async runtime unless it is a few raw images),
 //! dynamic batching (model and LOF), thresholds and verdicts in order.
+//!
+//! Several gates (a model, its index and its training images each) share one pipeline.
+//! Each [`Gate`] has its own detector slot and its own batcher, so a batch never mixes
+//! gates. Admission is fair by partition: **each gate may hold at most
+//! `queue_capacity / number of gates` images admitted and not yet answered**, so a gate
+//! flooded past its share is refused (RESOURCE_EXHAUSTED) while the others keep theirs;
+//! the configuration makes every share hold one largest request. The stream limit, the
+//! request timeout and the source labels are the process's.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,6 +22,8 @@ use oodgate_lof::Thresholds;
 use crate::core::batcher::{BatchError, BatchSettings, Batcher};
 use crate::core::detector::{Detector, DetectorError, Judgement, ThresholdSpec};
 use crate::core::preprocess::{ImageError, ImageInput, InputSpec, Limits, prepare};
+use crate::core::training::TrainingImages;
+use crate::core::view::ModelView;
 use crate::core::worker::{WorkerError, off_runtime};
 use crate::metrics;
 
@@ -41,10 +51,14 @@ pub struct DetectInput {
     pub images: Vec<ClientImage>,
     pub threshold: ThresholdSpec,
     pub source: String,
+    /// The gate's name; empty: the default gate.
+    pub gate: String,
 }
 
 /// The answer for one request: a verdict per image, in request order.
 pub(crate) struct Detection {
+    /// The gate that judged it.
+    pub gate: String,
     /// The model and index that judged it (their class names label the verdicts).
     pub detector: Arc<Detector>,
     pub verdicts: Vec<ImageVerdict>,
@@ -84,8 +98,11 @@ pub enum ServeError {
     Overloaded {
         requested: usize,
         available: usize,
+        /// The gate's share of the queue.
         capacity: usize,
     },
+    #[error("no gate {gate:?}; the gates are: {}", known.join(", "))]
+    UnknownGate { gate: String, known: Vec<String> },
     #[error("the model and index are still loading")]
     NotReady,
     #[error("the request took longer than {0:?}")]
@@ -132,11 +149,8 @@ pub struct PipelineSettings {
 }
 
 pub(crate) struct Pipeline {
-    detector: ArcSwapOption<Detector>,
-    batcher: Batcher<Detector>,
-    /// One permit per image admitted and not yet answered: the queue's bound.
-    admission: Arc<Semaphore>,
-    capacity: usize,
+    /// The default gate first.
+    gates: Vec<Arc<Gate>>,
     max_images: usize,
     limits: Limits,
     sources: SourceLabels,
@@ -150,21 +164,94 @@ pub(crate) struct Pipeline {
     max_streams: usize,
 }
 
+/// One gate: its model and index (swapped on reload), its batcher and its share of the
+/// queue.
+pub(crate) struct Gate {
+    name: String,
+    detector: ArcSwapOption<Detector>,
+    batcher: Batcher<Detector>,
+    /// One permit per image admitted and not yet answered: the gate's share of the queue.
+    admission: Arc<Semaphore>,
+    share: usize,
+    /// The index's training images, for the neighbours a rejection names.
+    training: TrainingImages,
+}
+
+impl Gate {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn set_detector(&self, detector: Arc<Detector>) {
+        self.detector.store(Some(detector));
+    }
+
+    pub(crate) fn detector(&self) -> Option<Arc<Detector>> {
+        self.detector.load_full()
+    }
+
+    /// The serving detector, or NOT_READY while it loads.
+    pub(crate) fn loaded(&self) -> Result<Arc<Detector>, ServeError> {
+        self.detector().ok_or(ServeError::NotReady)
+    }
+
+    /// What the gate serves (NOT_READY while it loads).
+    pub(crate) fn model_view(&self) -> Result<ModelView, ServeError> {
+        Ok(ModelView::of(&self.name, &*self.loaded()?))
+    }
+
+    pub(crate) fn training(&self) -> &TrainingImages {
+        &self.training
+    }
+
+    fn admit(&self, count: usize) -> Result<Admitted, ServeError> {
+        let permit = self
+            .admission
+            .clone()
+            .try_acquire_many_owned(count as u32)
+            .map_err(|_| ServeError::Overloaded {
+                requested: count,
+                available: self.admission.available_permits(),
+                capacity: self.share,
+            })?;
+        metrics::queue_changed(&self.name, count as f64);
+        Ok(Admitted {
+            _permit: permit,
+            images: count,
+            gate: self.name.clone(),
+        })
+    }
+}
+
 /// Held while a stream is open.
 pub(crate) struct StreamSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Pipeline {
-    /// Starts the batcher; requests get NOT_READY until [`Pipeline::set_detector`].
-    pub(crate) fn new(settings: PipelineSettings) -> Self {
-        let batcher = Batcher::spawn(BatchSettings {
-            max_batch_size: settings.max_batch_size,
-            max_wait: settings.max_wait,
-        });
+    /// Starts a batcher per gate (`gates`: their names, the default first); requests get
+    /// NOT_READY until [`Gate::set_detector`].
+    pub(crate) fn new(settings: PipelineSettings, gates: &[String]) -> Self {
+        assert!(!gates.is_empty(), "a pipeline serves at least one gate");
+        let share = settings.queue_capacity / gates.len();
+        let gates = gates
+            .iter()
+            .map(|name| {
+                metrics::register_gate(name);
+                Arc::new(Gate {
+                    name: name.clone(),
+                    detector: ArcSwapOption::empty(),
+                    batcher: Batcher::spawn(BatchSettings {
+                        max_batch_size: settings.max_batch_size,
+                        max_wait: settings.max_wait,
+                        gate: name.as_str().into(),
+                    }),
+                    admission: Arc::new(Semaphore::new(share)),
+                    share,
+                    training: TrainingImages::default(),
+                })
+            })
+            .collect();
         Self {
-            detector: ArcSwapOption::empty(),
-            batcher,
-            admission: Arc::new(Semaphore::new(settings.queue_capacity)),
-            capacity: settings.queue_capacity,
+            gates,
             max_images: settings.max_images,
             limits: settings.limits,
             sources: SourceLabels::new(&settings.sources, settings.max_sources),
@@ -181,17 +268,44 @@ impl Pipeline {
         self.limits
     }
 
-    pub(crate) fn set_detector(&self, detector: Arc<Detector>) {
-        self.detector.store(Some(detector));
+    /// Every gate, the default first.
+    pub(crate) fn gates(&self) -> &[Arc<Gate>] {
+        &self.gates
     }
 
-    pub(crate) fn detector(&self) -> Option<Arc<Detector>> {
-        self.detector.load_full()
+    pub(crate) fn default_gate(&self) -> &Arc<Gate> {
+        &self.gates[0]
     }
 
-    /// Loaded and not shutting down.
+    /// The gate called `name` (empty: the default one), or NOT_FOUND listing the gates.
+    pub(crate) fn gate(&self, name: &str) -> Result<&Arc<Gate>, ServeError> {
+        if name.is_empty() {
+            return Ok(self.default_gate());
+        }
+        self.gates
+            .iter()
+            .find(|gate| gate.name == name)
+            .ok_or_else(|| ServeError::UnknownGate {
+                gate: name.to_owned(),
+                known: self.gates.iter().map(|g| g.name.clone()).collect(),
+            })
+    }
+
+    /// The `gate` label of a call naming `name`: the gate's, or "none" for an unknown one
+    /// (clients choose the name; the label stays bounded).
+    pub(crate) fn gate_label(&self, name: &str) -> &str {
+        self.gate(name)
+            .map_or(metrics::GATE_NONE, |gate| gate.name())
+    }
+
+    /// Every gate loaded and not shutting down.
     pub(crate) fn is_ready(&self) -> bool {
-        self.detector.load().is_some() && !self.is_draining()
+        self.is_loaded() && !self.is_draining()
+    }
+
+    /// Every gate has a model and index.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.gates.iter().all(|gate| gate.detector.load().is_some())
     }
 
     /// Shutdown has begun: open streams answer what they have read and end.
@@ -227,27 +341,29 @@ impl Pipeline {
             })
     }
 
-    /// Verdicts for one request on the current model.
+    /// Verdicts for one request on its gate's current model.
     pub(crate) async fn detect(&self, input: DetectInput) -> Result<Detection, ServeError> {
-        let detector = self.detector().ok_or(ServeError::NotReady)?;
-        self.detect_on(detector, input).await
+        let gate = self.gate(&input.gate)?.clone();
+        let detector = gate.loaded()?;
+        self.detect_on(&gate, detector, input).await
     }
 
-    /// Verdicts for one request on a given model (a stream keeps the one it started
-    /// with across reloads), recorded in the metrics. A request dropped before it
-    /// finishes (its client went away) is counted as cancelled.
+    /// Verdicts for one request on a given model of `gate` (a stream keeps the one it
+    /// started with across reloads), recorded in the metrics. A request dropped before
+    /// it finishes (its client went away) is counted as cancelled.
     pub(crate) async fn detect_on(
         &self,
+        gate: &Gate,
         detector: Arc<Detector>,
         input: DetectInput,
     ) -> Result<Detection, ServeError> {
         let started = std::time::Instant::now();
-        let unfinished = Unfinished;
+        let unfinished = Unfinished(&gate.name);
         let result = match self.timeout {
-            Some(limit) => tokio::time::timeout(limit, self.run(detector, input))
+            Some(limit) => tokio::time::timeout(limit, self.run(gate, detector, input))
                 .await
                 .unwrap_or(Err(ServeError::DeadlineExceeded(limit))),
-            None => self.run(detector, input).await,
+            None => self.run(gate, detector, input).await,
         };
         std::mem::forget(unfinished);
         if let Ok(detection) = &result {
@@ -258,6 +374,7 @@ impl Pipeline {
 
     async fn run(
         &self,
+        gate: &Gate,
         detector: Arc<Detector>,
         input: DetectInput,
     ) -> Result<Detection, ServeError> {
@@ -265,8 +382,8 @@ impl Pipeline {
         let count = input.images.len();
         let threshold = threshold(&detector, input.threshold)?;
         let source = self.sources.label(&input.source);
-        let _permit = self.admit(count)?;
-        let ticket = self.batcher.announce(count);
+        let _permit = gate.admit(count)?;
+        let ticket = gate.batcher.announce(count);
 
         let spec = detector.embedder.input;
         let limits = self.limits;
@@ -313,27 +430,11 @@ impl Pipeline {
             })
             .collect();
         Ok(Detection {
+            gate: gate.name.clone(),
             detector,
             verdicts,
             source,
             timings,
-        })
-    }
-
-    fn admit(&self, count: usize) -> Result<Admitted, ServeError> {
-        let permit = self
-            .admission
-            .clone()
-            .try_acquire_many_owned(count as u32)
-            .map_err(|_| ServeError::Overloaded {
-                requested: count,
-                available: self.admission.available_permits(),
-                capacity: self.capacity,
-            })?;
-        metrics::queue_changed(count as f64);
-        Ok(Admitted {
-            _permit: permit,
-            images: count,
         })
     }
 }
@@ -342,11 +443,12 @@ impl Pipeline {
 struct Admitted {
     _permit: OwnedSemaphorePermit,
     images: usize,
+    gate: String,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        metrics::queue_changed(-(self.images as f64));
+        metrics::queue_changed(&self.gate, -(self.images as f64));
     }
 }
 
@@ -375,15 +477,21 @@ fn record(detection: &Detection, elapsed: Duration) {
             lof: t.lof,
         }),
     };
-    metrics::record_detection(&detection.source, outcomes, elapsed, stages);
+    metrics::record_detection(
+        &detection.gate,
+        &detection.source,
+        outcomes,
+        elapsed,
+        stages,
+    );
 }
 
 /// Dropped only if the request's future is dropped before it finishes.
-struct Unfinished;
+struct Unfinished<'a>(&'a str);
 
-impl Drop for Unfinished {
+impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        metrics::record_cancelled();
+        metrics::record_cancelled(self.0);
     }
 }
 
@@ -562,6 +670,62 @@ impl SourceLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_gates(queue_capacity: usize) -> Pipeline {
+        let settings = PipelineSettings {
+            max_batch_size: 8,
+            max_wait: Duration::ZERO,
+            queue_capacity,
+            max_images: 8,
+            limits: Limits::default(),
+            sources: Vec::new(),
+            max_sources: 1,
+            timeout: None,
+            max_streams: 1,
+            read_after_drain: Duration::ZERO,
+        };
+        Pipeline::new(settings, &["a".into(), "b".into()])
+    }
+
+    #[tokio::test]
+    async fn a_gate_past_its_share_is_refused_while_another_is_admitted() {
+        let pipeline = two_gates(16);
+        let a = pipeline.gate("a").unwrap();
+        let held = a.admit(8).unwrap();
+        // a's share (16 / 2) is taken: a is refused, b still has all of its own.
+        match a.admit(1) {
+            Err(ServeError::Overloaded {
+                requested,
+                available,
+                capacity,
+            }) => assert_eq!((requested, available, capacity), (1, 0, 8)),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let b = pipeline.gate("b").unwrap().admit(8).unwrap();
+        drop(held);
+        let _again = a.admit(8).unwrap();
+        drop(b);
+    }
+
+    #[tokio::test]
+    async fn gates_are_found_by_name_and_unknown_ones_listed() {
+        let pipeline = two_gates(16);
+        assert_eq!(pipeline.gate("").unwrap().name(), "a");
+        assert_eq!(pipeline.gate("b").unwrap().name(), "b");
+        assert_eq!(pipeline.gate_label("b"), "b");
+        assert_eq!(pipeline.gate_label("zzz"), metrics::GATE_NONE);
+        let unknown = pipeline.gate("fashion").err().unwrap();
+        assert_eq!(
+            unknown.to_string(),
+            "no gate \"fashion\"; the gates are: a, b"
+        );
+        // Nothing loaded yet.
+        assert!(!pipeline.is_loaded());
+        assert!(matches!(
+            pipeline.gate("a").unwrap().model_view(),
+            Err(ServeError::NotReady)
+        ));
+    }
 
     #[test]
     fn source_labels_are_bounded() {

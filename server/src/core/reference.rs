@@ -687,7 +687,7 @@ mod tests {
         );
         let b2 = FileRecord {
             sha256: "3".into(),
-            ..b
+            ..b.clone()
         };
         assert_ne!(fingerprint(&[a.clone(), b2]), fingerprint(&[a, b]));
     }

@@ -7,9 +7,11 @@ use serde::Serialize;
 use crate::core::detector::{Detector, Judgement};
 use crate::core::pipeline::Detection;
 
-/// What the served model and index are (gRPC `ModelInfo`, HTTP `GET /v1/model`).
+/// What a gate's model and index are (gRPC `ModelInfo`, HTTP `GET /v1/model`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ModelView {
+    /// The gate that serves them.
+    pub gate: String,
     pub model_name: String,
     pub model_sha256: String,
     pub input_layout: &'static str,
@@ -30,9 +32,10 @@ pub(crate) struct ModelView {
 }
 
 impl ModelView {
-    pub(crate) fn of(detector: &Detector) -> Self {
+    pub(crate) fn of(gate: &str, detector: &Detector) -> Self {
         let input = detector.embedder.input;
         Self {
+            gate: gate.to_owned(),
             model_name: detector.model.name.clone(),
             model_sha256: detector.model.sha256.clone(),
             input_layout: input.layout.as_str(),
