@@ -1,7 +1,9 @@
-"""Train an MNIST model by recipe, export it to ONNX and write its model card.
+"""Train an MNIST or Fashion-MNIST model by recipe, export it to ONNX and write its model card.
 
     .venv/bin/python train/train.py --recipe l2-aug --out models/mnist-l2
     .venv/bin/python train/train.py --recipe l2-aug --no-l2 --out models/mnist-plain
+    .venv/bin/python train/train.py --dataset fashion-mnist --recipe fashion-cosface \
+        --holdout 5000 --out models/fashion-cosface
 
 Screening for recipe selection holds out the last 5,000 training images, which
 train/selection.py then uses as validation data:
@@ -26,11 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oodtrain import data, export, recipes  # noqa: E402
 from oodtrain import model as network  # noqa: E402
 
-MNIST_CLASSES = [str(d) for d in range(10)]
+# What each dataset's card says the model does, and the accuracy the Rust model test
+# holds the exported model to unless --accuracy-target says otherwise.
+TASKS = {
+    "mnist": ("MNIST digit classification; the embedding feeds Local Outlier Factor", 0.995,
+              "white digit on black"),
+    "fashion-mnist": ("Fashion-MNIST clothing classification; the embedding feeds Local Outlier Factor",
+                      0.93, "light garment on black"),
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=sorted(data.DATASETS),
+                   help="training and test data, read from the data dir like the Rust side does")
     p.add_argument("--recipe", default="l2-aug", help="recipe name (see oodtrain/recipes.py)")
     p.add_argument("--no-l2", action="store_true", help="train the plain CNN baseline (no L2 constraint)")
     p.add_argument("--out", required=True, type=Path, help="output folder (model.onnx, card.json, classes.json)")
@@ -40,9 +51,13 @@ def parse_args(argv=None):
     p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
     p.add_argument("--holdout", type=int, default=0,
                    help="hold out the last N training images for recipe selection (selection.py)")
-    p.add_argument("--accuracy-target", type=float, default=0.995,
-                   help="test accuracy the Rust model test holds the exported model to")
-    return p.parse_args(argv)
+    p.add_argument("--accuracy-target", type=float,
+                   help="test accuracy the Rust model test holds the exported model to "
+                   "(default: 0.995 for MNIST, 0.93 for Fashion-MNIST)")
+    args = p.parse_args(argv)
+    if args.accuracy_target is None:
+        args.accuracy_target = TASKS[args.dataset][1]
+    return args
 
 
 def augmenter(seed: int):
@@ -99,8 +114,8 @@ def main(argv=None):
     import numpy as np
 
     keras.utils.set_random_seed(args.seed)
-    x_train, y_train, train_sums = data.mnist("train")
-    x_test, y_test, test_sums = data.mnist("test")
+    x_train, y_train, train_sums = data.load(args.dataset, "train")
+    x_test, y_test, test_sums = data.load(args.dataset, "test")
     # Held out from the end, so `--subset` and the held-out block never overlap.
     x_val, y_val = x_train[len(x_train) - args.holdout:], y_train[len(y_train) - args.holdout:]
     if args.holdout:
@@ -152,9 +167,12 @@ def write_model(args, recipe, export_model, x_train, x_test, train_sums, test_su
     diff = export.check_agreement(export_model, onnx_path, x_test[:256])
     print(f"ONNX Runtime vs Keras: max abs difference {diff:.2e}", flush=True)
 
+    folder, classes = data.DATASETS[args.dataset]
+    task, _, polarity = TASKS[args.dataset]
     card = {
         "name": args.name or args.out.name,
-        "task": "MNIST digit classification; the embedding feeds Local Outlier Factor",
+        "task": task,
+        "dataset": args.dataset,
         "recipe": recipe.to_dict(),
         "seed": args.seed,
         "epochs": recipe.epochs,
@@ -164,10 +182,10 @@ def write_model(args, recipe, export_model, x_train, x_test, train_sums, test_su
         "test_images": int(len(x_test)),
         "test_accuracy": round(float(test_accuracy), 6),
         "accuracy_target": args.accuracy_target,
-        "data_sha256": {**{"mnist/" + k: v for k, v in train_sums.items()},
-                        **{"mnist/" + k: v for k, v in test_sums.items()}},
+        "data_sha256": {**{f"{folder}/{k}": v for k, v in train_sums.items()},
+                        **{f"{folder}/{k}": v for k, v in test_sums.items()}},
         "input": {"name": export.INPUT_NAME, "layout": "NHWC", "shape": [None, 28, 28, 1],
-                  "dtype": "float32", "range": [0.0, 1.0], "polarity": "white digit on black"},
+                  "dtype": "float32", "range": [0.0, 1.0], "polarity": polarity},
         "outputs": {"embedding": [None, recipe.embedding_dim], "probabilities": [None, 10]},
         "onnx_keras_max_abs_diff": diff,
         "model_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
@@ -176,7 +194,7 @@ def write_model(args, recipe, export_model, x_train, x_test, train_sums, test_su
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (args.out / "classes.json").write_text(json.dumps(MNIST_CLASSES) + "\n")
+    (args.out / "classes.json").write_text(json.dumps(classes) + "\n")
     print(f"wrote {onnx_path}, card.json, classes.json", flush=True)
     return card
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use oodgate_lab::eval::{self, EvalOptions};
+use oodgate_lab::eval::{self, EvalOptions, InDistribution};
 use oodgate_server::ModelFiles;
 use oodgate_server::config::Config;
 use oodgate_server::load;
@@ -71,19 +71,30 @@ pub(crate) fn build_index(
 pub(crate) fn eval(
     config: &Config,
     models: Vec<PathBuf>,
+    dataset: Option<&str>,
     k: usize,
     limit: Option<usize>,
     input_space: bool,
     json: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
-    let models = if models.is_empty() {
-        oodgate_server::model_dirs(Path::new("models"))?
+    let dataset = dataset.map(InDistribution::from_name).transpose()?;
+    // Without --model: the models of one dataset (MNIST unless --dataset says), so one
+    // table never mixes reference sets. With --model: their cards' dataset, unless
+    // --dataset says (eval::run then checks that the cards agree).
+    let (models, dataset) = if models.is_empty() {
+        let dataset = dataset.unwrap_or(InDistribution::Mnist);
+        (eval::model_dirs_of(Path::new("models"), dataset)?, dataset)
     } else {
-        models
+        let dataset = match dataset {
+            Some(d) => d,
+            None => eval::dataset_of(&models)?,
+        };
+        (models, dataset)
     };
+    let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
     let options = EvalOptions {
         models,
+        dataset,
         k,
         limit,
         include_input_space: input_space,

@@ -40,9 +40,13 @@ enum Command {
     },
     /// The seed article's tables for the committed models (Markdown, and JSON with --json).
     Eval {
-        /// Model folders; default: every model under models/.
+        /// Model folders; default: every model under models/ whose card names the dataset.
         #[arg(long = "model")]
         models: Vec<PathBuf>,
+        /// The in-distribution dataset (mnist or fashion-mnist): LOF reference its training
+        /// set, its test set the images to accept; default: the models' cards', else mnist.
+        #[arg(long)]
+        dataset: Option<String>,
         /// LOF neighbours.
         #[arg(long, default_value_t = 20)]
         k: usize,
@@ -241,11 +245,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval {
             models,
+            dataset,
             k,
             limit,
             no_input_space,
             json,
-        } => commands::eval(&config, models, k, limit, !no_input_space, json),
+        } => commands::eval(
+            &config,
+            models,
+            dataset.as_deref(),
+            k,
+            limit,
+            !no_input_space,
+            json,
+        ),
         Command::Report {
             out,
             model,

@@ -1,17 +1,21 @@
 //! `oodgate eval`: the seed article's tables for the committed models.
 //!
-//! For each space (raw input pixels, and each model's embedding) LOF is fitted on the
-//! MNIST training set, exactly as scikit-learn does (exact neighbours), and scores
-//! MNIST, Fashion-MNIST and CIFAR-10 test, and the synthetic near-digit sets of
-//! `oodgate_datasets::synth` at their default seeds: letters and doodles (to reject) and
-//! typed digits (to accept and classify). Every image goes through the same
-//! preprocessing as client images (CIFAR-10: grayscale, resized to 28x28).
+//! The evaluation is about one in-distribution dataset ([`InDistribution`]: MNIST, or
+//! Fashion-MNIST for the Fashion gate), taken from the models' cards. For each space
+//! (raw input pixels, and each model's embedding) LOF is fitted on that dataset's
+//! training set, exactly as scikit-learn does (exact neighbours), and scores its test
+//! set (to accept) and the others (to reject): for MNIST, Fashion-MNIST and CIFAR-10
+//! test and the synthetic letters and doodles of `oodgate_datasets::synth` at their
+//! default seeds, plus the synthetic typed digits (to accept and classify); for
+//! Fashion-MNIST, MNIST and CIFAR-10 test, letters and doodles. Every image goes through
+//! the same preprocessing as client images (CIFAR-10: grayscale, resized to 28x28).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::ArrayView2;
-use oodgate_datasets::{DataDir, Dataset, Split, SynthSet};
+use oodgate_datasets::{DataDir, Dataset, DatasetId, Split, SynthSet};
 use oodgate_lof::{
     FittedLof, QueryScores, Thresholds, Verdict, auroc, decide, rejected_fraction,
     threshold_accepting,
@@ -25,8 +29,171 @@ use oodgate_server::{Embedder, SessionOptions, embed_dataset};
 /// Contaminations of the seed article's table.
 pub(crate) const CONTAMINATIONS: [f64; 2] = [0.001, 0.01];
 
+/// The dataset an evaluation is about: its training set is the LOF reference, its test
+/// set the images to accept; a model card names it in `dataset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InDistribution {
+    Mnist,
+    FashionMnist,
+}
+
+impl InDistribution {
+    pub const ALL: [InDistribution; 2] = [InDistribution::Mnist, InDistribution::FashionMnist];
+
+    /// The name in model cards and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            InDistribution::Mnist => "mnist",
+            InDistribution::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    pub fn from_name(name: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                anyhow::anyhow!(
+                    "unknown dataset {name:?}; known datasets: {}",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// The dataset a model card names; cards without `dataset` are MNIST models (the
+    /// ones written before the field existed).
+    pub fn of_card(card: &serde_json::Value) -> anyhow::Result<Self> {
+        match card.get("dataset") {
+            None => Ok(InDistribution::Mnist),
+            Some(serde_json::Value::String(name)) => Self::from_name(name),
+            Some(other) => anyhow::bail!("card.json: `dataset` is {other}, expected a string"),
+        }
+    }
+
+    fn set(self) -> Set {
+        match self {
+            InDistribution::Mnist => Set::Mnist,
+            InDistribution::FashionMnist => Set::Fashion,
+        }
+    }
+
+    /// The sets to reject, in table order: two datasets, then two synthetic sets.
+    fn others(self) -> [Set; 4] {
+        match self {
+            InDistribution::Mnist => [Set::Fashion, Set::Cifar, Set::Letters, Set::Doodles],
+            InDistribution::FashionMnist => [Set::Mnist, Set::Cifar, Set::Letters, Set::Doodles],
+        }
+    }
+
+    /// Typed digits are digits: only a digits model should accept them.
+    fn has_typed_digits(self) -> bool {
+        self == InDistribution::Mnist
+    }
+}
+
+/// A test set of the evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Set {
+    Mnist,
+    Fashion,
+    Cifar,
+    Letters,
+    Doodles,
+}
+
+impl Set {
+    /// The prefix of the set's JSON keys (`fashion_rejected`, `fashion`).
+    fn key(self) -> &'static str {
+        match self {
+            Set::Mnist => "mnist",
+            Set::Fashion => "fashion",
+            Set::Cifar => "cifar",
+            Set::Letters => "letters",
+            Set::Doodles => "doodles",
+        }
+    }
+
+    /// The set's name in the tables.
+    fn title(self) -> &'static str {
+        match self {
+            Set::Mnist => "MNIST",
+            Set::Fashion => "Fashion-MNIST",
+            Set::Cifar => "CIFAR-10",
+            Set::Letters => "letters",
+            Set::Doodles => "doodles",
+        }
+    }
+
+    /// The report's key for the set's image count.
+    fn count_key(self) -> String {
+        match self {
+            Set::Letters | Set::Doodles => format!("{}_images", self.key()),
+            _ => format!("{}_test", self.key()),
+        }
+    }
+
+    fn load(self, data: &DataDir) -> anyhow::Result<Dataset> {
+        Ok(match self {
+            Set::Mnist => data.load(DatasetId::Mnist, Split::Test)?,
+            Set::Fashion => data.load(DatasetId::FashionMnist, Split::Test)?,
+            Set::Cifar => data.cifar10_test()?,
+            Set::Letters => synth(SynthSet::Letters)?,
+            Set::Doodles => synth(SynthSet::Doodles)?,
+        })
+    }
+
+    fn train(self, data: &DataDir) -> anyhow::Result<Dataset> {
+        Ok(match self {
+            Set::Mnist => data.load(DatasetId::Mnist, Split::Train)?,
+            Set::Fashion => data.load(DatasetId::FashionMnist, Split::Train)?,
+            _ => anyhow::bail!("{} has no training set", self.title()),
+        })
+    }
+}
+
+/// The model folders under `root` whose card names `dataset` (`oodgate eval` without
+/// `--model`): a table compares models of one dataset only.
+pub fn model_dirs_of(root: &Path, dataset: InDistribution) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for dir in oodgate_server::model_dirs(root)? {
+        if dataset_of_dir(&dir)? == dataset {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
+}
+
+/// The one dataset all these models' cards name (MNIST when there are none).
+pub fn dataset_of(models: &[PathBuf]) -> anyhow::Result<InDistribution> {
+    let mut found: Option<(InDistribution, &PathBuf)> = None;
+    for dir in models {
+        let dataset = dataset_of_dir(dir)?;
+        match found {
+            Some((first, first_dir)) if first != dataset => anyhow::bail!(
+                "{} is a {} model but {} is a {} model; evaluate them separately",
+                first_dir.display(),
+                first.name(),
+                dir.display(),
+                dataset.name()
+            ),
+            Some(_) => {}
+            None => found = Some((dataset, dir)),
+        }
+    }
+    Ok(found.map_or(InDistribution::Mnist, |(d, _)| d))
+}
+
+fn dataset_of_dir(dir: &Path) -> anyhow::Result<InDistribution> {
+    let model = ModelFiles::load(dir)?;
+    InDistribution::of_card(&model.card).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+}
+
 pub struct EvalOptions {
     pub models: Vec<PathBuf>,
+    /// Every model's card must name this dataset.
+    pub dataset: InDistribution,
     pub k: usize,
     /// Use only the first n images of every set (a quick check, not the real table).
     pub limit: Option<usize>,
@@ -34,7 +201,8 @@ pub struct EvalOptions {
     pub progress: bool,
 }
 
-/// Rates at one contamination: fraction of MNIST test accepted, OOD sets rejected.
+/// Rates at one contamination: fraction of the in-distribution test set accepted, OOD
+/// sets rejected.
 #[derive(Debug, Clone, Serialize)]
 pub struct AtContamination {
     pub contamination: f64,
@@ -42,11 +210,25 @@ pub struct AtContamination {
     pub threshold: f64,
     /// The k-distance threshold, for the rule with the distance part.
     pub distance_threshold: Option<f64>,
-    pub mnist_accepted: f64,
-    pub fashion_rejected: f64,
-    pub cifar_rejected: f64,
-    pub letters_rejected: f64,
-    pub doodles_rejected: f64,
+    /// `<in-distribution>_accepted` (`mnist_accepted`, `fashion_accepted`) and
+    /// `<set>_rejected` for each OOD set (`fashion_rejected`, `cifar_rejected`, ...):
+    /// keys named after the sets, so an MNIST report reads as it always has.
+    #[serde(flatten)]
+    pub rates: BTreeMap<String, f64>,
+    /// MNIST only.
+    #[serde(flatten)]
+    pub typed_digits: Option<TypedDigitsAt>,
+}
+
+impl AtContamination {
+    fn rate(&self, key: &str) -> f64 {
+        self.rates.get(key).copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// The typed digits at one contamination.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypedDigitsAt {
     /// Fraction of the typed digits accepted (whatever class the model gave them).
     pub typed_digits_accepted: f64,
     /// Fraction of the typed digits accepted *and* classified as their digit (None for
@@ -54,13 +236,15 @@ pub struct AtContamination {
     pub typed_digits_accepted_and_right: Option<f64>,
 }
 
-/// One OOD set against MNIST test.
+/// One OOD set against the in-distribution test set.
 #[derive(Debug, Clone, Serialize)]
 pub struct Separation {
     pub auroc: f64,
-    /// Fraction of the OOD set accepted at the threshold that accepts 95 % of MNIST test.
+    /// Fraction of the OOD set accepted at the threshold that accepts 95 % of the
+    /// in-distribution test set.
     pub fpr_at_95_tpr: f64,
-    /// Fraction of the OOD set rejected at the threshold that accepts exactly 99 % of MNIST test.
+    /// Fraction of the OOD set rejected at the threshold that accepts exactly 99 % of
+    /// the in-distribution test set.
     pub rejected_at_99_accepted: f64,
 }
 
@@ -103,58 +287,73 @@ pub struct SpaceResult {
     pub recipe: Option<String>,
     pub l2: Option<bool>,
     pub dim: usize,
-    /// Classifier accuracy on MNIST test (None for the input space).
+    /// Classifier accuracy on the in-distribution test set (None for the input space).
     pub test_accuracy: Option<f64>,
     pub at: Vec<AtContamination>,
-    pub fashion: Separation,
-    pub cifar: Separation,
-    pub letters: Separation,
-    pub doodles: Separation,
-    pub typed_digits: TypedDigits,
+    /// Each OOD set against the in-distribution test set, by the set's key (`fashion`,
+    /// `mnist`, `cifar`, `letters`, `doodles`).
+    #[serde(flatten)]
+    pub separations: BTreeMap<String, Separation>,
+    /// MNIST only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_digits: Option<TypedDigits>,
     pub seconds: f64,
+}
+
+impl SpaceResult {
+    fn separation(&self, set: Set) -> Option<&Separation> {
+        self.separations.get(set.key())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub dataset: InDistribution,
     pub k: usize,
     pub limit: Option<usize>,
-    pub mnist_train: usize,
-    pub mnist_test: usize,
-    pub fashion_test: usize,
-    pub cifar_test: usize,
-    pub letters_images: usize,
-    pub doodles_images: usize,
-    pub typed_digits_images: usize,
+    /// Image counts: `<in-distribution>_train`, `<set>_test` for the datasets,
+    /// `<set>_images` for the synthetic sets (`mnist_train`, `fashion_test`,
+    /// `letters_images`, `typed_digits_images`, ...).
+    #[serde(flatten)]
+    pub images: BTreeMap<String, usize>,
     pub spaces: Vec<SpaceResult>,
     pub seconds: f64,
 }
 
+impl Report {
+    fn count(&self, key: &str) -> usize {
+        self.images.get(key).copied().unwrap_or(0)
+    }
+}
+
 struct Sets {
     train: Dataset,
-    /// The sets LOF scores, in the order of [`Scores`].
-    tests: [Dataset; 6],
+    /// The sets LOF scores: the in-distribution test set, the OOD sets in
+    /// `InDistribution::others` order, then the typed digits (MNIST only).
+    tests: Vec<Dataset>,
 }
 
 /// LOF fitted on a space's training images, and the test sets' scores and k-th
 /// neighbour distances, in the order of `Sets::tests`.
 struct Fitted {
     lof: FittedLof,
-    sets: [QueryScores; 6],
+    sets: Vec<QueryScores>,
 }
 
 /// What a space's figures under one rule are computed from.
 struct Scored<'a> {
     fitted: &'a Fitted,
+    dataset: InDistribution,
     rule: Rule,
     /// For each typed digit: did the classifier name its digit (None: no classifier).
     typed_right: Option<Vec<bool>>,
 }
 
-fn separation(mnist: &[f64], ood: &[f64]) -> Separation {
-    let t95 = threshold_accepting(mnist, 0.95);
-    let t99 = threshold_accepting(mnist, 0.99);
+fn separation(inlier: &[f64], ood: &[f64]) -> Separation {
+    let t95 = threshold_accepting(inlier, 0.95);
+    let t99 = threshold_accepting(inlier, 0.99);
     Separation {
-        auroc: auroc(mnist, ood),
+        auroc: auroc(inlier, ood),
         fpr_at_95_tpr: 1.0 - rejected_fraction(ood, t95),
         rejected_at_99_accepted: rejected_fraction(ood, t99),
     }
@@ -174,15 +373,15 @@ fn accepted_and_right(scores: &[f64], right: &[bool], threshold: f64) -> f64 {
 fn score_space(
     train: Vec<f32>,
     dim: usize,
-    tests: [&[f32]; 6],
+    tests: &[&[f32]],
     k: usize,
     progress: bool,
 ) -> anyhow::Result<Fitted> {
     let lof = FittedLof::fit(train, dim, k, progress)?;
-    let mut sets: [QueryScores; 6] = Default::default();
-    for (out, x) in sets.iter_mut().zip(tests) {
+    let mut sets = Vec::with_capacity(tests.len());
+    for x in tests {
         let view = ArrayView2::from_shape((x.len() / dim, dim), x)?;
-        *out = lof.score(view, progress)?;
+        sets.push(lof.score(view, progress)?);
     }
     Ok(Fitted { lof, sets })
 }
@@ -216,11 +415,15 @@ impl Scored<'_> {
     }
 
     /// The space's figures: rates at each contamination, separation of each OOD set
-    /// from MNIST test, and the typed digits' acceptance.
-    fn figures(&self) -> anyhow::Result<(Vec<AtContamination>, [Separation; 4], TypedDigits)> {
+    /// from the in-distribution test set, and the typed digits' acceptance (MNIST only).
+    fn figures(&self) -> anyhow::Result<Figures> {
         let right = self.typed_right.as_deref();
         let lof = &self.fitted.lof;
-        let [mnist, fashion, cifar, letters, doodles, typed] = &self.fitted.sets;
+        let others = self.dataset.others();
+        let sets = &self.fitted.sets;
+        let inlier = &sets[0];
+        let ood = &sets[1..=others.len()];
+        let typed = sets.get(others.len() + 1);
         let share = |flags: &[bool]| {
             flags.iter().filter(|f| **f).count() as f64 / flags.len().max(1) as f64
         };
@@ -233,61 +436,74 @@ impl Scored<'_> {
                     .then(|| lof.training().distance_threshold(contamination))
                     .transpose()?,
             };
-            let typed_rejected = Self::rejected(typed, thresholds);
+            let mut rates = BTreeMap::new();
+            rates.insert(
+                format!("{}_accepted", self.dataset.set().key()),
+                1.0 - share(&Self::rejected(inlier, thresholds)),
+            );
+            for (set, scores) in others.iter().zip(ood) {
+                rates.insert(
+                    format!("{}_rejected", set.key()),
+                    share(&Self::rejected(scores, thresholds)),
+                );
+            }
+            let typed_digits = typed.map(|typed| {
+                let typed_rejected = Self::rejected(typed, thresholds);
+                TypedDigitsAt {
+                    typed_digits_accepted: 1.0 - share(&typed_rejected),
+                    typed_digits_accepted_and_right: right.map(|r| {
+                        let kept: Vec<bool> = typed_rejected
+                            .iter()
+                            .zip(r)
+                            .map(|(rejected, right)| !rejected && *right)
+                            .collect();
+                        share(&kept)
+                    }),
+                }
+            });
             at.push(AtContamination {
                 contamination,
                 threshold: thresholds.lof,
                 distance_threshold: thresholds.distance,
-                mnist_accepted: 1.0 - share(&Self::rejected(mnist, thresholds)),
-                fashion_rejected: share(&Self::rejected(fashion, thresholds)),
-                cifar_rejected: share(&Self::rejected(cifar, thresholds)),
-                letters_rejected: share(&Self::rejected(letters, thresholds)),
-                doodles_rejected: share(&Self::rejected(doodles, thresholds)),
-                typed_digits_accepted: 1.0 - share(&typed_rejected),
-                typed_digits_accepted_and_right: right.map(|r| {
-                    let kept: Vec<bool> = typed_rejected
-                        .iter()
-                        .zip(r)
-                        .map(|(rejected, right)| !rejected && *right)
-                        .collect();
-                    share(&kept)
-                }),
+                rates,
+                typed_digits,
             });
         }
-        let s = Ranks {
-            mnist: self.ranks(mnist),
-            fashion: self.ranks(fashion),
-            cifar: self.ranks(cifar),
-            letters: self.ranks(letters),
-            doodles: self.ranks(doodles),
-            typed_digits: self.ranks(typed),
-        };
-        let t99 = threshold_accepting(&s.mnist, 0.99);
-        let typed = TypedDigits {
-            accuracy: right
-                .map(|r| r.iter().filter(|r| **r).count() as f64 / r.len().max(1) as f64),
-            accepted_at_99_accepted: 1.0 - rejected_fraction(&s.typed_digits, t99),
-            accepted_and_right_at_99_accepted: right
-                .map(|r| accepted_and_right(&s.typed_digits, r, t99)),
-        };
-        let separations = [
-            separation(&s.mnist, &s.fashion),
-            separation(&s.mnist, &s.cifar),
-            separation(&s.mnist, &s.letters),
-            separation(&s.mnist, &s.doodles),
-        ];
-        Ok((at, separations, typed))
+        let inlier = self.ranks(inlier);
+        let t99 = threshold_accepting(&inlier, 0.99);
+        let typed_digits = typed.map(|typed| {
+            let typed = self.ranks(typed);
+            TypedDigits {
+                accuracy: right
+                    .map(|r| r.iter().filter(|r| **r).count() as f64 / r.len().max(1) as f64),
+                accepted_at_99_accepted: 1.0 - rejected_fraction(&typed, t99),
+                accepted_and_right_at_99_accepted: right
+                    .map(|r| accepted_and_right(&typed, r, t99)),
+            }
+        });
+        let separations = others
+            .iter()
+            .zip(ood)
+            .map(|(set, scores)| {
+                (
+                    set.key().to_owned(),
+                    separation(&inlier, &self.ranks(scores)),
+                )
+            })
+            .collect();
+        Ok(Figures {
+            at,
+            separations,
+            typed_digits,
+        })
     }
 }
 
-/// Each test set's ranking numbers under one rule (higher is more normal).
-struct Ranks {
-    mnist: Vec<f64>,
-    fashion: Vec<f64>,
-    cifar: Vec<f64>,
-    letters: Vec<f64>,
-    doodles: Vec<f64>,
-    typed_digits: Vec<f64>,
+/// A space's figures under one rule.
+struct Figures {
+    at: Vec<AtContamination>,
+    separations: BTreeMap<String, Separation>,
+    typed_digits: Option<TypedDigits>,
 }
 
 /// Pixels in [0, 1] at 28x28 gray, through the client preprocessing path.
@@ -324,20 +540,32 @@ fn synth(set: SynthSet) -> anyhow::Result<Dataset> {
 
 pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let dataset = options.dataset;
+    for dir in &options.models {
+        let found = dataset_of_dir(dir)?;
+        anyhow::ensure!(
+            found == dataset,
+            "{} is a {} model; this evaluation is on {} (see --dataset)",
+            dir.display(),
+            found.name(),
+            dataset.name()
+        );
+    }
     let data = DataDir::from_env()?;
     let limit = |d: Dataset| d.truncated(options.limit);
+    let others = dataset.others();
+    let mut tests = vec![limit(dataset.set().load(&data)?)];
+    for set in others {
+        tests.push(limit(set.load(&data)?));
+    }
+    if dataset.has_typed_digits() {
+        tests.push(limit(synth(SynthSet::TypedDigits)?));
+    }
     let sets = Sets {
-        train: limit(data.mnist(Split::Train)?),
-        tests: [
-            limit(data.mnist(Split::Test)?),
-            limit(data.fashion_mnist(Split::Test)?),
-            limit(data.cifar10_test()?),
-            limit(synth(SynthSet::Letters)?),
-            limit(synth(SynthSet::Doodles)?),
-            limit(synth(SynthSet::TypedDigits)?),
-        ],
+        train: limit(dataset.set().train(&data)?),
+        tests,
     };
-    let typed_labels = &sets.tests[5].labels;
+    let typed_labels = sets.tests.get(others.len() + 1).map(|d| &d.labels);
     let mut spaces = Vec::new();
 
     if options.include_input_space {
@@ -347,19 +575,21 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
             .iter()
             .map(input_space)
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let tests: Vec<&[f32]> = tests.iter().map(Vec::as_slice).collect();
         let fitted = score_space(
             input_space(&sets.train)?,
             784,
-            std::array::from_fn(|i| tests[i].as_slice()),
+            &tests,
             options.k,
             options.progress,
         )?;
         let scored = Scored {
             fitted: &fitted,
+            dataset,
             rule: Rule::Lof,
             typed_right: None,
         };
-        let (at, [fashion, cifar, letters, doodles], typed_digits) = scored.figures()?;
+        let figures = scored.figures()?;
         spaces.push(SpaceResult {
             space: "input pixels (784-d)".into(),
             rule: Rule::Lof,
@@ -367,12 +597,9 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
             l2: None,
             dim: 784,
             test_accuracy: None,
-            at,
-            fashion,
-            cifar,
-            letters,
-            doodles,
-            typed_digits,
+            at: figures.at,
+            separations: figures.separations,
+            typed_digits: figures.typed_digits,
             seconds: t.elapsed().as_secs_f64(),
         });
     }
@@ -393,12 +620,19 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
             embedder.classes,
             &sets.tests[0].labels,
         );
-        let typed_right = right(&tests[5].probabilities, embedder.classes, typed_labels);
+        let typed_right = typed_labels.map(|labels| {
+            right(
+                &tests[others.len() + 1].probabilities,
+                embedder.classes,
+                labels,
+            )
+        });
         let dim = embedder.embedding_dim;
+        let embeddings: Vec<&[f32]> = tests.iter().map(|t| t.embeddings.as_slice()).collect();
         let fitted = score_space(
             train.embeddings,
             dim,
-            std::array::from_fn(|i| tests[i].embeddings.as_slice()),
+            &embeddings,
             options.k,
             options.progress,
         )?;
@@ -413,10 +647,11 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
         for rule in [Rule::LofOrDistance, Rule::Lof] {
             let scored = Scored {
                 fitted: &fitted,
+                dataset,
                 rule,
-                typed_right: Some(typed_right.clone()),
+                typed_right: typed_right.clone(),
             };
-            let (at, [fashion, cifar, letters, doodles], typed_digits) = scored.figures()?;
+            let figures = scored.figures()?;
             spaces.push(SpaceResult {
                 space: model.name.clone(),
                 rule,
@@ -424,28 +659,28 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
                 l2,
                 dim,
                 test_accuracy: Some(test_accuracy),
-                at,
-                fashion,
-                cifar,
-                letters,
-                doodles,
-                typed_digits,
+                at: figures.at,
+                separations: figures.separations,
+                typed_digits: figures.typed_digits,
                 seconds: t.elapsed().as_secs_f64(),
             });
         }
     }
 
-    let [mnist, fashion, cifar, letters, doodles, typed_digits] = &sets.tests;
+    let mut images = BTreeMap::new();
+    images.insert(format!("{}_train", dataset.set().key()), sets.train.len());
+    let names = std::iter::once(dataset.set()).chain(others);
+    for (set, d) in names.zip(&sets.tests) {
+        images.insert(set.count_key(), d.len());
+    }
+    if let Some(typed) = sets.tests.get(others.len() + 1) {
+        images.insert("typed_digits_images".into(), typed.len());
+    }
     Ok(Report {
+        dataset,
         k: options.k,
         limit: options.limit,
-        mnist_train: sets.train.len(),
-        mnist_test: mnist.len(),
-        fashion_test: fashion.len(),
-        cifar_test: cifar.len(),
-        letters_images: letters.len(),
-        doodles_images: doodles.len(),
-        typed_digits_images: typed_digits.len(),
+        images,
         spaces,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -471,76 +706,247 @@ fn space_label(s: &SpaceResult) -> String {
 
 /// The report as Markdown: the seed's table, then the threshold-free figures.
 pub fn markdown(report: &Report) -> String {
+    let inlier = report.dataset.set();
+    let name = inlier.title();
+    let [a, b, c, d] = report.dataset.others();
+    let rate = |s: &SpaceResult, set: Set, f: fn(&Separation) -> f64| {
+        s.separation(set).map_or("-".into(), |x| pct(f(x)))
+    };
+    let auroc = |s: &SpaceResult, set: Set| {
+        s.separation(set)
+            .map_or("-".into(), |x| format!("{:.5}", x.auroc))
+    };
     let mut out = String::new();
     out.push_str(&format!(
-        "LOF (k = {}, exact neighbours) fitted on {} MNIST training images; {} MNIST, {} Fashion-MNIST and {} CIFAR-10 test images.\n\n",
-        report.k, report.mnist_train, report.mnist_test, report.fashion_test, report.cifar_test
+        "LOF (k = {}, exact neighbours) fitted on {} {name} training images; {} {name}, {} {} and {} {} test images.\n\n",
+        report.k,
+        report.count(&format!("{}_train", inlier.key())),
+        report.count(&inlier.count_key()),
+        report.count(&a.count_key()),
+        a.title(),
+        report.count(&b.count_key()),
+        b.title(),
     ));
-    out.push_str("| LOF space | MNIST test accuracy | contamination | MNIST accepted | Fashion-MNIST rejected | CIFAR-10 rejected |\n");
+    out.push_str(&format!(
+        "| LOF space | {name} test accuracy | contamination | {name} accepted | {} rejected | {} rejected |\n",
+        a.title(),
+        b.title()
+    ));
     out.push_str("| --- | --- | --- | --- | --- | --- |\n");
     for s in &report.spaces {
-        for a in &s.at {
+        for at in &s.at {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
                 space_label(s),
                 s.test_accuracy
                     .map_or("-".into(), |a| format!("{:.2} %", 100.0 * a)),
-                a.contamination,
-                pct(a.mnist_accepted),
-                pct(a.fashion_rejected),
-                pct(a.cifar_rejected)
+                at.contamination,
+                pct(at.rate(&format!("{}_accepted", inlier.key()))),
+                pct(at.rate(&format!("{}_rejected", a.key()))),
+                pct(at.rate(&format!("{}_rejected", b.key())))
             ));
         }
     }
-    out.push_str("\n| LOF space | AUROC Fashion-MNIST | AUROC CIFAR-10 | FPR at 95 % TPR Fashion-MNIST | FPR at 95 % TPR CIFAR-10 | Fashion-MNIST rejected at 99 % MNIST accepted | CIFAR-10 rejected at 99 % MNIST accepted |\n");
+    out.push_str(&format!(
+        "\n| LOF space | AUROC {a} | AUROC {b} | FPR at 95 % TPR {a} | FPR at 95 % TPR {b} | {a} rejected at 99 % {name} accepted | {b} rejected at 99 % {name} accepted |\n",
+        a = a.title(),
+        b = b.title()
+    ));
     out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for s in &report.spaces {
         out.push_str(&format!(
-            "| {} | {:.5} | {:.5} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             space_label(s),
-            s.fashion.auroc,
-            s.cifar.auroc,
-            pct(s.fashion.fpr_at_95_tpr),
-            pct(s.cifar.fpr_at_95_tpr),
-            pct(s.fashion.rejected_at_99_accepted),
-            pct(s.cifar.rejected_at_99_accepted)
+            auroc(s, a),
+            auroc(s, b),
+            rate(s, a, |x| x.fpr_at_95_tpr),
+            rate(s, b, |x| x.fpr_at_95_tpr),
+            rate(s, a, |x| x.rejected_at_99_accepted),
+            rate(s, b, |x| x.rejected_at_99_accepted)
         ));
     }
-    out.push_str(&format!(
-        "\nNear-digit sets (synthetic, report-only; `oodgate data synth` writes them): {} letters (no digit-shaped ones), {} doodles, {} typed digits (fonts and Hershey stroke fonts the trainer does not use).\n\n",
-        report.letters_images, report.doodles_images, report.typed_digits_images
-    ));
-    out.push_str("| LOF space | contamination | letters rejected | doodles rejected | typed digits accepted | typed digits accepted and right |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    let typed = report.dataset.has_typed_digits();
+    if typed {
+        out.push_str(&format!(
+            "\nNear-digit sets (synthetic, report-only; `oodgate data synth` writes them): {} letters (no digit-shaped ones), {} doodles, {} typed digits (fonts and Hershey stroke fonts the trainer does not use).\n\n",
+            report.count(&c.count_key()),
+            report.count(&d.count_key()),
+            report.count("typed_digits_images")
+        ));
+        out.push_str("| LOF space | contamination | letters rejected | doodles rejected | typed digits accepted | typed digits accepted and right |\n");
+        out.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    } else {
+        out.push_str(&format!(
+            "\nSynthetic sets (report-only; `oodgate data synth` writes them): {} letters, {} doodles.\n\n",
+            report.count(&c.count_key()),
+            report.count(&d.count_key()),
+        ));
+        out.push_str("| LOF space | contamination | letters rejected | doodles rejected |\n");
+        out.push_str("| --- | --- | --- | --- |\n");
+    }
     for s in &report.spaces {
-        for a in &s.at {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+        for at in &s.at {
+            let mut row = format!(
+                "| {} | {} | {} | {} |",
                 space_label(s),
-                a.contamination,
-                pct(a.letters_rejected),
-                pct(a.doodles_rejected),
-                pct(a.typed_digits_accepted),
-                a.typed_digits_accepted_and_right.map_or("-".into(), pct)
-            ));
+                at.contamination,
+                pct(at.rate(&format!("{}_rejected", c.key()))),
+                pct(at.rate(&format!("{}_rejected", d.key()))),
+            );
+            if let Some(t) = &at.typed_digits {
+                row.push_str(&format!(
+                    " {} | {} |",
+                    pct(t.typed_digits_accepted),
+                    t.typed_digits_accepted_and_right.map_or("-".into(), pct)
+                ));
+            }
+            out.push_str(&row);
+            out.push('\n');
         }
     }
-    out.push_str("\n| LOF space | AUROC letters | AUROC doodles | FPR at 95 % TPR letters | FPR at 95 % TPR doodles | letters rejected at 99 % MNIST accepted | doodles rejected at 99 % MNIST accepted | typed-digit accuracy | typed digits accepted and right at 99 % MNIST accepted |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    for s in &report.spaces {
-        let t = &s.typed_digits;
+    out.push_str(&format!(
+        "\n| LOF space | AUROC letters | AUROC doodles | FPR at 95 % TPR letters | FPR at 95 % TPR doodles | letters rejected at 99 % {name} accepted | doodles rejected at 99 % {name} accepted |"
+    ));
+    if typed {
         out.push_str(&format!(
-            "| {} | {:.5} | {:.5} | {} | {} | {} | {} | {} | {} |\n",
-            space_label(s),
-            s.letters.auroc,
-            s.doodles.auroc,
-            pct(s.letters.fpr_at_95_tpr),
-            pct(s.doodles.fpr_at_95_tpr),
-            pct(s.letters.rejected_at_99_accepted),
-            pct(s.doodles.rejected_at_99_accepted),
-            t.accuracy.map_or("-".into(), pct),
-            t.accepted_and_right_at_99_accepted.map_or("-".into(), pct)
+            " typed-digit accuracy | typed digits accepted and right at 99 % {name} accepted |\n"
         ));
+        out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    } else {
+        out.push_str("\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    }
+    for s in &report.spaces {
+        let mut row = format!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            space_label(s),
+            auroc(s, c),
+            auroc(s, d),
+            rate(s, c, |x| x.fpr_at_95_tpr),
+            rate(s, d, |x| x.fpr_at_95_tpr),
+            rate(s, c, |x| x.rejected_at_99_accepted),
+            rate(s, d, |x| x.rejected_at_99_accepted),
+        );
+        if let Some(t) = &s.typed_digits {
+            row.push_str(&format!(
+                " {} | {} |",
+                t.accuracy.map_or("-".into(), pct),
+                t.accepted_and_right_at_99_accepted.map_or("-".into(), pct)
+            ));
+        }
+        out.push_str(&row);
+        out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_names_its_dataset_and_older_cards_are_mnist() {
+        let card = |v: serde_json::Value| InDistribution::of_card(&v);
+        assert_eq!(card(serde_json::json!({})).unwrap(), InDistribution::Mnist);
+        assert_eq!(
+            card(serde_json::json!({"dataset": "fashion-mnist"})).unwrap(),
+            InDistribution::FashionMnist
+        );
+        let err = card(serde_json::json!({"dataset": "cifar"})).unwrap_err();
+        assert!(err.to_string().contains("mnist, fashion-mnist"), "{err}");
+        assert!(card(serde_json::json!({"dataset": 3})).is_err());
+    }
+
+    fn fashion_report() -> Report {
+        let separation = |auroc| Separation {
+            auroc,
+            fpr_at_95_tpr: 0.01,
+            rejected_at_99_accepted: 0.9,
+        };
+        let separations = [
+            ("mnist", 0.995),
+            ("cifar", 0.991),
+            ("letters", 0.98),
+            ("doodles", 0.97),
+        ]
+        .into_iter()
+        .map(|(k, a)| (k.to_owned(), separation(a)))
+        .collect();
+        let rates = [
+            ("fashion_accepted", 0.99),
+            ("mnist_rejected", 0.95),
+            ("cifar_rejected", 0.96),
+            ("letters_rejected", 0.8),
+            ("doodles_rejected", 0.7),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let images = [
+            ("fashion_train", 60_000),
+            ("fashion_test", 10_000),
+            ("mnist_test", 10_000),
+            ("cifar_test", 10_000),
+            ("letters_images", 5_200),
+            ("doodles_images", 4_000),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Report {
+            dataset: InDistribution::FashionMnist,
+            k: 20,
+            limit: None,
+            images,
+            spaces: vec![SpaceResult {
+                space: "fashion-cosface".into(),
+                rule: Rule::LofOrDistance,
+                recipe: Some("fashion-cosface".into()),
+                l2: Some(true),
+                dim: 64,
+                test_accuracy: Some(0.93),
+                at: vec![AtContamination {
+                    contamination: 0.01,
+                    threshold: -1.5,
+                    distance_threshold: Some(3.0),
+                    rates,
+                    typed_digits: None,
+                }],
+                separations,
+                typed_digits: None,
+                seconds: 1.0,
+            }],
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_fashion_report_rejects_mnist_and_has_no_typed_digits() {
+        let report = fashion_report();
+        let md = markdown(&report);
+        assert!(md.contains("fitted on 60000 Fashion-MNIST training images; 10000 Fashion-MNIST, 10000 MNIST and 10000 CIFAR-10 test images."), "{md}");
+        assert!(md.contains("| LOF space | Fashion-MNIST test accuracy | contamination | Fashion-MNIST accepted | MNIST rejected | CIFAR-10 rejected |"), "{md}");
+        assert!(
+            md.contains("| 0.01 | 99.00 % | 95.00 % | 96.00 % |"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.99500 | 0.99100 |"), "{md}");
+        assert!(md.contains("| 0.01 | 80.00 % | 70.00 % |\n"), "{md}");
+        assert!(
+            md.contains("letters rejected at 99 % Fashion-MNIST accepted"),
+            "{md}"
+        );
+        assert!(!md.contains("typed"), "{md}");
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["dataset"], "fashion-mnist");
+        assert_eq!(json["fashion_train"], 60_000);
+        assert_eq!(json["spaces"][0]["mnist"]["auroc"], 0.995);
+        assert_eq!(json["spaces"][0]["at"][0]["mnist_rejected"], 0.95);
+        assert!(json["spaces"][0].get("typed_digits").is_none());
+        assert!(
+            json["spaces"][0]["at"][0]
+                .get("typed_digits_accepted")
+                .is_none()
+        );
+    }
 }

@@ -1,4 +1,4 @@
-"""MNIST from the same folders the Rust side reads.
+"""MNIST and Fashion-MNIST from the same folders the Rust side reads.
 
 `OODGATE_DATA_DIR` names a read-only mirror; otherwise the cache that
 `oodgate data fetch` fills. The trainer never downloads: run the data step first.
@@ -48,9 +48,26 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Dataset name -> (folder under the data dir, class names in label order). The class
+# names match oodgate_datasets::{MNIST_CLASSES, FASHION_MNIST_CLASSES}.
+DATASETS = {
+    "mnist": ("mnist", [str(d) for d in range(10)]),
+    "fashion-mnist": ("fashion-mnist", ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]),
+}
+
+
 def mnist(split: str):
-    """Images as float32 [N, 28, 28, 1] in [0, 1], labels as int64, and file checksums."""
-    folder = data_dir() / "mnist"
+    """MNIST images as float32 [N, 28, 28, 1] in [0, 1], labels as int64, and file checksums."""
+    return load("mnist", split)
+
+
+def load(dataset: str, split: str):
+    """An IDX dataset of DATASETS (both use the same four file names): images as float32
+    [N, 28, 28, 1] in [0, 1], labels as int64, and file checksums."""
+    if dataset not in DATASETS:
+        raise SystemExit(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+    folder = data_dir() / DATASETS[dataset][0]
     img_name, lbl_name = FILES[split]
     images = _read_idx(folder / img_name, 2051)
     labels = _read_idx(folder / lbl_name, 2049)

@@ -113,6 +113,9 @@ def fit(train_model, recipe, x, y, seed, x_val=None, y_val=None, log=print):
                 f = rng.integers(0, len(pools["font_digits"][0]), n_font_digits)
                 xb = np.concatenate([xb, pools["font_digits"][0][f]])
                 yb = np.concatenate([yb, pools["font_digits"][1][f]])
+            if recipe.flip:
+                mirror = rng.random(len(xb)) < 0.5
+                xb = np.where(mirror[:, None, None, None], xb[:, :, ::-1], xb)
             if recipe.shift:
                 xb = _shift(rng, xb, recipe.shift)
             ob = outliers[s * n_out: (s + 1) * n_out] if use_oe else empty

@@ -54,6 +54,23 @@ def test_unknown_recipe_is_a_clear_error():
     assert recipes.lookup("seed-plain").l2 is False
 
 
+
+def test_fashion_mnist_switch_trains_on_garments_and_writes_their_card(tmp_path):
+    out = tmp_path / "fashion"
+    card = train.main(["--dataset", "fashion-mnist", "--recipe", "fashion-cosface", "--subset", "256",
+                       "--epochs", "1", "--out", str(out)])
+    assert card["dataset"] == "fashion-mnist" and card["accuracy_target"] == 0.93
+    assert card["recipe"]["flip"] is True
+    assert all(k.startswith("fashion-mnist/") for k in card["data_sha256"])
+    assert json.loads((out / "classes.json").read_text())[0] == "T-shirt/top"
+    # The two datasets' images differ: the switch really reads another folder.
+    x_fashion, y_fashion, _ = data.load("fashion-mnist", "test")
+    x_mnist, _, _ = data.mnist("test")
+    assert x_fashion.shape == x_mnist.shape == (10000, 28, 28, 1) and set(y_fashion) == set(range(10))
+    assert not np.array_equal(x_fashion[:10], x_mnist[:10])
+    with pytest.raises(SystemExit, match="unknown dataset 'cifar'"):
+        data.load("cifar", "test")
+
 # The issue-5 recipes train with oodtrain.loop (margin heads, outlier exposure); one
 # tiny epoch each, with the held-out block the selection script relies on.
 @pytest.mark.parametrize("name", sorted(n for n, r in recipes.RECIPES.items() if r.custom_loop()))
