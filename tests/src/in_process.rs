@@ -190,6 +190,7 @@ pub fn config_toml(settings: &[(&str, &str)]) -> String {
         ("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0"),
         ("OODGATE_SERVER__HTTP_ADDR", "127.0.0.1:0"),
         ("OODGATE_LOG__FORMAT", "human"),
+        crate::ONLY_DIGITS,
     ];
     for (name, value) in defaults.iter().chain(settings) {
         // OODGATE_GATES__PLAIN__DIR is `dir` in the table `[gates.plain]`.
@@ -213,12 +214,19 @@ pub fn config_toml(settings: &[(&str, &str)]) -> String {
     // The defaults' relative folders, absolute: the test process does not run in the
     // workspace root as the binary does.
     let config = Config::default();
+    let gate_dirs = config
+        .gates
+        .iter()
+        .map(|(name, gate)| (format!("gates.{name}"), "dir", &gate.dir));
     for (section, key, path) in [
-        ("model", "dir", &config.model.dir),
-        ("index", "cache_dir", &config.index.cache_dir),
-    ] {
+        ("model".to_owned(), "dir", &config.model.dir),
+        ("index".to_owned(), "cache_dir", &config.index.cache_dir),
+    ]
+    .into_iter()
+    .chain(gate_dirs)
+    {
         sections
-            .entry(section.into())
+            .entry(section)
             .or_default()
             .entry(key.into())
             .or_insert_with(|| workspace().join(path).display().to_string());

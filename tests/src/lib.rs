@@ -90,6 +90,10 @@ impl std::ops::Deref for Server {
     }
 }
 
+/// The tests serve the digits gate alone unless they say otherwise (the default config
+/// also serves the Fashion-MNIST gate; `tests/tests/gates.rs` checks that).
+pub const ONLY_DIGITS: (&str, &str) = ("OODGATE_GATES__FASHION__ENABLED", "false");
+
 impl Server {
     /// Starts the server with the committed default model, the index cached under
     /// `.cache/index` (built once per test binary), and `OODGATE_...` overrides;
@@ -105,6 +109,7 @@ impl Server {
             .env("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0")
             .env("OODGATE_SERVER__HTTP_ADDR", "127.0.0.1:0")
             .env("OODGATE_LOG__FORMAT", "human")
+            .env(ONLY_DIGITS.0, ONLY_DIGITS.1)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         for (key, value) in settings {
@@ -250,6 +255,7 @@ pub fn serve_expecting_failure(
         .env("OODGATE_SERVER__GRPC_ADDR", "127.0.0.1:0")
         .env("OODGATE_SERVER__HTTP_ADDR", "127.0.0.1:0")
         .env("OODGATE_LOG__FORMAT", "human")
+        .env(ONLY_DIGITS.0, ONLY_DIGITS.1)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("stderr file"));

@@ -566,7 +566,8 @@ async fn gate_training(state: &HttpState, gate: &str, id: &str) -> Result<Respon
             format!("training image {id:?}: ids are whole numbers"),
         )
     })?;
-    let image = gate.training().get(id).await.map_err(|error| {
+    let detector = gate.loaded()?;
+    let image = gate.training().get(&detector, id).await.map_err(|error| {
         let status = match error {
             TrainingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             TrainingError::NoSuchId { .. } => StatusCode::NOT_FOUND,
@@ -574,9 +575,12 @@ async fn gate_training(state: &HttpState, gate: &str, id: &str) -> Result<Respon
         };
         ApiError::new(status, error.to_string())
     })?;
-    Ok((
+    let mut response = (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(image.content_type),
+            ),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=86400"),
@@ -586,9 +590,16 @@ async fn gate_training(state: &HttpState, gate: &str, id: &str) -> Result<Respon
                 HeaderValue::from(u16::from(image.label)),
             ),
         ],
-        image.png,
+        image.bytes,
     )
-        .into_response())
+        .into_response();
+    // Where the image came from (a folder image's path), when it is a valid header.
+    if let Some(value) = image.source.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-oodgate-source"), value);
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

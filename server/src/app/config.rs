@@ -186,7 +186,16 @@ impl Default for Config {
                 optimization_level: session.optimization_level,
                 intra_spinning: session.intra_spinning,
             },
-            gates: BTreeMap::new(),
+            // Served beside the digits by default; `[gates.fashion] enabled = false`
+            // (or OODGATE_GATES__FASHION__ENABLED=false) serves the digits alone.
+            gates: BTreeMap::from([(
+                "fashion".to_owned(),
+                GateEntry {
+                    dir: PathBuf::from("models/fashion-cosface"),
+                    index: PathBuf::new(),
+                    enabled: true,
+                },
+            )]),
             index: IndexConfig {
                 path: PathBuf::new(),
                 cache_dir: PathBuf::from(".cache/index"),
