@@ -423,6 +423,7 @@ fn verdict(verdict: VerdictView) -> v1::Verdict {
                     label: n.label,
                     label_name: n.label_name,
                     distance: n.distance as f32,
+                    reference: n.reference.unwrap_or_default(),
                 })
                 .collect(),
             would_classify_as: Some(class),
@@ -464,6 +465,11 @@ pub(crate) fn model_info(view: ModelView) -> v1::ModelInfo {
         distance_check: view.distance_check,
         default_distance_threshold: view.default_distance_threshold,
         search_mode: view.search_mode.into(),
+        reference: view.reference,
+        reference_fingerprint: view.reference_fingerprint,
+        calibration_false_rejection_rate: view.calibration_false_rejection_rate,
+        calibration_size: view.calibration_size,
+        calibration_rejected: view.calibration_rejected,
         gate: view.gate,
     }
 }

@@ -28,7 +28,7 @@ use crate::core::detector::ThresholdSpec;
 use crate::core::pipeline::{
     ClientImage, DetectInput, Field, ImageData, Pipeline, ServeError, model_inputs,
 };
-use crate::core::preprocess::{InputSpec, Layout};
+use crate::core::preprocess::{InputSpec, Layout, Transform};
 use crate::core::training::TrainingError;
 use crate::core::view::{self, ModelView, VerdictView};
 use crate::metrics;
@@ -485,8 +485,8 @@ fn base64(text: &str, field: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::invalid(field, format_args!("invalid base64 ({e})")))
 }
 
-/// A model input (floats in [0, 1] in the model's layout) as u8 pixels, row by row,
-/// channels interleaved.
+/// A model input (in the model's layout) as u8 pixels, row by row, channels
+/// interleaved: a gate's normalised floats are mapped back to pixel units first.
 fn model_input(values: &[f32], spec: InputSpec) -> JsonPixels {
     let plane = (spec.width * spec.height) as usize;
     let channels = spec.channels as usize;
@@ -496,8 +496,18 @@ fn model_input(values: &[f32], spec: InputSpec) -> JsonPixels {
             Layout::Nhwc => i,
             Layout::Nchw => (i % plane) * channels + i / plane,
         };
+        let unit = match &spec.transform {
+            Transform::Legacy => value,
+            Transform::Float(t) => {
+                let channel = match spec.layout {
+                    Layout::Nhwc => i % channels,
+                    Layout::Nchw => i / plane,
+                };
+                t.to_pixel_units(value, channel) / 255.0
+            }
+        };
         if let Some(p) = pixels.get_mut(at) {
-            *p = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
+            *p = (unit.clamp(0.0, 1.0) * 255.0).round() as u8;
         }
     }
     JsonPixels {

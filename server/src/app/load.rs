@@ -154,6 +154,14 @@ pub fn model_embedder(
 ) -> Result<Embedder, LoadError> {
     let mut embedder = Embedder::load_with(env, &model.onnx_path, options, &model.io())?;
     embedder.input.transform = model.transform(embedder.input.channels)?;
+    // The index stores a label per item in one byte.
+    if model.classes.len() > 256 {
+        return Err(LoadError::Classes {
+            dir: model.dir.clone(),
+            names: model.classes.len(),
+            outputs: 256,
+        });
+    }
     if embedder.classes != model.classes.len() {
         return Err(LoadError::Classes {
             dir: model.dir.clone(),

@@ -35,8 +35,11 @@ pub(crate) struct TrainingImage {
 /// reload to another reference set loads that one instead).
 #[derive(Clone, Default)]
 pub(crate) struct TrainingImages {
-    loaded: Arc<Mutex<Option<(String, Arc<Dataset>)>>>,
+    loaded: Arc<Mutex<Option<Keyed>>>,
 }
+
+/// A loaded set and the fingerprint it was loaded for.
+type Keyed = (String, Arc<Dataset>);
 
 impl TrainingImages {
     /// Reference image `id` of the index `detector` serves.

@@ -29,11 +29,21 @@ pub(crate) struct ModelView {
     pub default_distance_threshold: f64,
     /// "exact" or "hnsw".
     pub search_mode: &'static str,
+    /// The reference set the index was built from (kind and location; empty for an
+    /// index built before it was recorded) and its fingerprint.
+    pub reference: String,
+    pub reference_fingerprint: String,
+    /// When a held-out set fixed the default threshold: the false-rejection rate asked,
+    /// the set's size and the share of it the default threshold rejects (all 0 without).
+    pub calibration_false_rejection_rate: f64,
+    pub calibration_size: u64,
+    pub calibration_rejected: f64,
 }
 
 impl ModelView {
     pub(crate) fn of(gate: &str, detector: &Detector) -> Self {
         let input = detector.embedder.input;
+        let calibration = detector.calibration();
         Self {
             gate: gate.to_owned(),
             model_name: detector.model.name.clone(),
@@ -51,6 +61,25 @@ impl ModelView {
             distance_check: detector.distance_check,
             default_distance_threshold: detector.default_thresholds.distance.unwrap_or(0.0),
             search_mode: search_mode_name(detector.search),
+            reference: detector
+                .provenance
+                .as_ref()
+                .map(|p| format!("{} {}", p.reference.kind, p.reference.location))
+                .unwrap_or_default(),
+            reference_fingerprint: detector
+                .provenance
+                .as_ref()
+                .map(|p| p.reference.fingerprint.clone())
+                .unwrap_or_default(),
+            calibration_false_rejection_rate: calibration.map_or(0.0, |c| c.false_rejection_rate),
+            calibration_size: calibration.map_or(0, |c| c.set.count as u64),
+            calibration_rejected: calibration.map_or(0.0, |c| {
+                if detector.distance_check {
+                    c.rejected_fused
+                } else {
+                    c.rejected_lof
+                }
+            }),
         }
     }
 }
@@ -125,18 +154,22 @@ pub(crate) struct NeighbourView {
     pub label: u32,
     pub label_name: String,
     pub distance: f64,
+    /// Where the reference item came from: a folder image's path relative to the
+    /// folder, or `file#index` (absent for the known datasets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// The verdicts of one answered request, in request order.
 pub(crate) fn verdicts(detection: Detection) -> Vec<VerdictView> {
-    let classes = &detection.detector.model.classes;
+    let detector = &detection.detector;
     detection
         .verdicts
         .into_iter()
         .map(|verdict| VerdictView {
             id: verdict.id,
             answer: match verdict.outcome {
-                Ok(judgement) => answer(judgement, classes),
+                Ok(judgement) => answer(judgement, detector),
                 Err(error) => Answer::Error {
                     error: error.to_string(),
                 },
@@ -145,7 +178,9 @@ pub(crate) fn verdicts(detection: Detection) -> Vec<VerdictView> {
         .collect()
 }
 
-fn answer(judgement: Judgement, classes: &[String]) -> Answer {
+fn answer(judgement: Judgement, detector: &Detector) -> Answer {
+    let classes = &detector.model.classes;
+    let reference = detector.provenance.as_ref().map(|p| &p.reference);
     let name = |class: usize| classes.get(class).cloned().unwrap_or_default();
     let rejected = judgement.rejected();
     let evidence = Evidence {
@@ -168,6 +203,7 @@ fn answer(judgement: Judgement, classes: &[String]) -> Answer {
                     label: u32::from(n.label),
                     label_name: name(usize::from(n.label)),
                     distance: n.distance,
+                    reference: reference.and_then(|r| r.item(n.id as usize)),
                 })
                 .collect()
         }),
@@ -224,6 +260,7 @@ mod tests {
                 label: 4,
                 label_name: "4".into(),
                 distance: 1.5,
+                reference: None,
             }]))),
         };
         assert_eq!(
