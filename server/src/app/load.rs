@@ -42,6 +42,8 @@ pub enum LoadError {
         "{path}: no [reference] set to build the index from; add one, or give --reference to `oodgate index build`"
     )]
     NoReference { path: PathBuf },
+    #[error("{dir}: classes.json names {names} classes, at most 256 are supported")]
+    TooManyClasses { dir: PathBuf, names: usize },
     #[error("{dir}: classes.json names {names} classes, the model's class output has {outputs}")]
     Classes {
         dir: PathBuf,
@@ -156,10 +158,9 @@ pub fn model_embedder(
     embedder.input.transform = model.transform(embedder.input.channels)?;
     // The index stores a label per item in one byte.
     if model.classes.len() > 256 {
-        return Err(LoadError::Classes {
+        return Err(LoadError::TooManyClasses {
             dir: model.dir.clone(),
             names: model.classes.len(),
-            outputs: 256,
         });
     }
     if embedder.classes != model.classes.len() {
