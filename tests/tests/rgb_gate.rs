@@ -149,9 +149,9 @@ fn build_rgb_gate(dir: &Path) -> Vec<String> {
         serde_json::to_string(&classes).unwrap(),
     )
     .unwrap();
-    for d in 0..10 {
-        let reference = dir.join("reference");
-        std::fs::rename(reference.join(d.to_string()), reference.join(&classes[d])).unwrap();
+    let reference = dir.join("reference");
+    for (digit, class) in classes.iter().enumerate() {
+        std::fs::rename(reference.join(digit.to_string()), reference.join(class)).unwrap();
     }
     let built = run(Command::new(binary("oodgate"))
         .current_dir(workspace())
