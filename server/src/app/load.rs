@@ -9,7 +9,7 @@ use oodgate_lof::{HnswParams, LofIndex, SearchMode};
 use crate::app::config::{self, Config, GateSpec};
 use crate::core::detector::{Detector, DetectorError, DetectorSettings};
 use crate::core::embed::{EmbedError, Embedder, SessionOptions};
-use crate::core::gate::Source;
+use crate::core::gate::{GateConfig, Source};
 use crate::core::model::{ModelError, ModelFiles};
 use crate::core::pipeline::PipelineSettings;
 use crate::core::preprocess::Limits;
@@ -38,6 +38,23 @@ pub enum LoadError {
     Data(#[from] oodgate_datasets::DatasetError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    /// A set that cannot be read, with where it was named (the gate config's field, or
+    /// the command line's option), since its own message names only its files.
+    #[error("{origin}: {source}")]
+    Set {
+        origin: String,
+        source: ReferenceError,
+    },
+    #[error(
+        "{origin}: {count} items, but LOF with k = {k} ({k_field}) needs at least {}; add images or lower k",
+        k + 1
+    )]
+    TooFewItems {
+        origin: String,
+        count: usize,
+        k: usize,
+        k_field: String,
+    },
     #[error(
         "{path}: no [reference] set to build the index from; add one, or give --reference to `oodgate index build`"
     )]
@@ -270,7 +287,8 @@ pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
 pub const GATE_INDEX_FILE: &str = "index.lof";
 
 /// What to build an index from, when not the gate's own `[reference]` and
-/// `[calibration]`.
+/// `[calibration]`: the sets `oodgate index build` was given (errors about them name
+/// its `--reference` and `--calibration`).
 #[derive(Debug, Clone, Default)]
 pub struct IndexOptions {
     pub reference: Option<Source>,
@@ -319,8 +337,33 @@ pub fn build_index(
         skip_unreadable: options.skip_unreadable,
         progress: options.progress,
     };
-    let set = reference::embed_source(&reference, embedder, read)?;
+    let reference_origin = match (&options.reference, gate) {
+        (Some(_), _) => Some("--reference".to_owned()),
+        (None, Some(gate)) => Some(field_origin(gate, "reference", &reference)),
+        (None, None) => None,
+    };
+    let named = |origin: &Option<String>| {
+        let origin = origin.clone();
+        move |source: ReferenceError| match origin {
+            Some(origin) => LoadError::Set { origin, source },
+            None => LoadError::Reference(source),
+        }
+    };
+    let set =
+        reference::embed_source(&reference, embedder, read).map_err(named(&reference_origin))?;
     let settings = detector_settings(config, model);
+    if set.record.count <= settings.k {
+        let k_field = match gate {
+            Some(gate) if gate.file.lof.k.is_some() => format!("lof.k of {}", gate.path.display()),
+            _ => "index.k of the server config".into(),
+        };
+        return Err(LoadError::TooFewItems {
+            origin: reference_origin.unwrap_or_else(|| set.record.location.clone()),
+            count: set.record.count,
+            k: settings.k,
+            k_field,
+        });
+    }
     let (index, report) = LofIndex::build(
         set.embeddings,
         set.labels,
@@ -340,7 +383,13 @@ pub fn build_index(
     let calibration = match calibration {
         None => None,
         Some((source, rate)) => {
-            let held_out = reference::embed_source(&source, embedder, read)?;
+            let origin = match (&options.calibration, gate) {
+                (Some(_), _) => Some("--calibration".to_owned()),
+                (None, Some(gate)) => Some(field_origin(gate, "calibration", &source)),
+                (None, None) => None,
+            };
+            let held_out =
+                reference::embed_source(&source, embedder, read).map_err(named(&origin))?;
             let calibration = reference::calibrate(&index, held_out, rate)?;
             tracing::info!(
                 count = calibration.set.count,
@@ -360,6 +409,18 @@ pub fn build_index(
             calibration,
         },
     })
+}
+
+/// `<gate.toml>: <section>.<form>`, e.g. `models/x/gate.toml: reference.folder`.
+fn field_origin(gate: &GateConfig, section: &str, source: &Source) -> String {
+    let form = match source {
+        Source::Dataset { .. } => "dataset",
+        Source::Folder(_) => "folder",
+        Source::Idx { .. } => "idx",
+        Source::Cifar10(_) => "cifar10",
+        Source::Npy { .. } => "npy",
+    };
+    format!("{}: {section}.{form}", gate.path.display())
 }
 
 /// Writes a built index with its provenance.
