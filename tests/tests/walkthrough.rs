@@ -275,6 +275,21 @@ fn the_walkthrough_gates_a_users_model_end_to_end() {
         "{by_default}"
     );
 
+    // Model info shows the calibration and the reference set.
+    let model: Value = serde_json::from_str(&server.http_get(&format!("/v1/gates/{GATE}/model")))
+        .expect("model info JSON");
+    assert_eq!(model["calibration_size"], 300, "{model}");
+    assert_eq!(model["calibration_false_rejection_rate"], 0.01, "{model}");
+    let share = model["calibration_rejected"].as_f64().expect("a share");
+    assert!(share > 0.0 && share <= 0.01, "{model}");
+    assert!(
+        model["reference"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("folder ") && r.ends_with("reference")),
+        "{model}"
+    );
+    assert_eq!(model["reference_fingerprint"].as_str().map(str::len), Some(64));
+
     // The page's curl command, as written but for the port.
     let curl = doc_block(
         "sh",

@@ -500,8 +500,10 @@ mod tests {
         );
     }
 
+    /// The default config with the digits gate alone, plus `name`.
     fn with_gate(name: &str, dir: &str) -> Config {
         let mut c = Config::default();
+        c.gates.clear();
         c.gates.insert(
             name.into(),
             GateEntry {
@@ -599,15 +601,22 @@ mod tests {
     }
 
     #[test]
-    fn the_default_config_serves_one_gate() {
+    fn the_default_config_serves_digits_and_fashion() {
         let c = Config::default();
         assert_eq!(
             c.gates(),
-            [GateSpec {
-                name: "digits".into(),
-                dir: c.model.dir.clone(),
-                index_path: PathBuf::new(),
-            }]
+            [
+                GateSpec {
+                    name: "digits".into(),
+                    dir: c.model.dir.clone(),
+                    index_path: PathBuf::new(),
+                },
+                GateSpec {
+                    name: "fashion".into(),
+                    dir: "models/fashion-cosface".into(),
+                    index_path: PathBuf::new(),
+                }
+            ]
         );
         let mut c = Config::default();
         c.server.grpc_addr = "nowhere".into();

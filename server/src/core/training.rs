@@ -14,9 +14,9 @@ use crate::core::reference::SetRecord;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum TrainingError {
-    #[error("the reference images are unavailable: {0}")]
+    #[error("the training images are unavailable: {0}")]
     Unavailable(String),
-    #[error("reference image {id}: ids go from 0 to {last}")]
+    #[error("training image {id}: ids go from 0 to {last}")]
     NoSuchId { id: usize, last: usize },
     #[error("PNG: {0}")]
     Encode(String),
