@@ -275,11 +275,12 @@ fn two_gates(two: &TwoGates, r: &BenchResults) -> String {
         .map(|g| format!("{} test ({} images) to `{}`", g.set, g.images, g.gate))
         .collect();
     let mut s = format!(
-        "Two gates in one process: one server serving {} (started in {:.2} s); the replay library streams {} at the same time, \
+        "**Two gates in one process.** One server serves {} (started in {:.2} s); the replay library streams {} at the same time, \
          each gate by its own client with the settings above ({} streams x batch {}, window {}; after a warm-up of 300 images \
          each), so twice as many images are in flight. Next to it, a second server serving `{}` alone, as every other service \
          run here, is streamed the same {} images (the sets one after the other) by one such client, just before and just \
-         after: {:.0} and {:.0} images/s, mean {:.0}. The two servers (the one not streamed to sits idle) and the clients share the machine's {} cores.\n\n\
+         after: {:.0} and {:.0} images/s, mean {:.0}; and in between by two such clients at once (each gate's set to `{}`, as \
+         many images in flight as with two gates): {:.0} images/s. The two servers (the one not streamed to sits idle) and the clients share the machine's {} cores.\n\n\
          | gate | set | images | seconds | images/s | verdicts | class = label | images answered (server) | model runs (server) | images in them (server) |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         names.join(" and "),
@@ -293,6 +294,8 @@ fn two_gates(two: &TwoGates, r: &BenchResults) -> String {
         one.before_images_per_second,
         one.after_images_per_second,
         one.images_per_second,
+        one.gate,
+        one.two_clients_images_per_second,
         r.machine.cores,
     );
     for g in &two.gates {
@@ -316,7 +319,8 @@ fn two_gates(two: &TwoGates, r: &BenchResults) -> String {
     );
     s += &format!(
         "Total two-gate throughput / one-gate throughput, same images: **{:.2}** ({:.0} / {:.0} images/s; the one-gate run of \
-         all 30,000 images above: {:.0} images/s). Every image got a verdict that is not an error, and the server answered \
+         all 30,000 images above: {:.0} images/s); against one gate under the same two clients: {:.2}. A gate's batcher runs \
+         its model one batch at a time; two gates' model runs can overlap. Every image got a verdict that is not an error, and the server answered \
          each gate's images under that gate: {}. No model run mixed gates (each gate's model runs, from the server's \
          `oodgate_batch_images{{gate}}`, carried exactly the images sent to that gate): {}. The `class = label` column is the \
          classifier's accuracy on its own test set, which a gate given the other's images would not reach.\n\n",
@@ -324,6 +328,7 @@ fn two_gates(two: &TwoGates, r: &BenchResults) -> String {
         two.images_per_second,
         one.images_per_second,
         r.service.stream.images_per_second,
+        two.images_per_second / one.two_clients_images_per_second,
         met(two.every_image_judged()),
         met(two.batches_kept_apart()),
     );

@@ -364,6 +364,9 @@ pub(crate) struct OneGate {
     pub after_images_per_second: f64,
     /// The mean of the two.
     pub images_per_second: f64,
+    /// Two such clients at once, each streaming one gate's set to the default gate (as
+    /// many images in flight as in the two-gate run), between the two.
+    pub two_clients_images_per_second: f64,
 }
 
 /// One gate's stream during the two-gate run, and what the server's `/metrics` counted

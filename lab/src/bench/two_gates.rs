@@ -3,7 +3,9 @@
 //! to the second at the same time, each by a client with the one-gate streaming run's
 //! settings. Next to it, on a second server serving the default gate alone, the same
 //! images streamed by one such client just before and just after: the ratio of the two
-//! throughputs is what serving a second gate costs (or gains) on this machine.
+//! throughputs is what serving a second gate costs (or gains) on this machine. The
+//! two-gate run has twice the images in flight, so the one-gate server is also streamed
+//! by two such clients at once: what the same load gives without a second gate.
 //!
 //! Both servers are up for the whole stage (the idle one waits on its sockets), so the
 //! three runs follow each other within seconds.
@@ -111,24 +113,34 @@ fn measure(
         Ok(total as f64 / replay.elapsed.as_secs_f64())
     };
 
+    // Both sets streamed at once by two clients, to `server`'s gates `to`.
+    let at_once = |server: &Server, to: [&str; 2], sets: &[Arc<Vec<ReplaySet>>; 2]| {
+        rt.block_on(async {
+            tokio::try_join!(
+                oodgate_replay::replay(server.endpoint.as_str(), sets[0].clone(), options(to[0])),
+                oodgate_replay::replay(server.endpoint.as_str(), sets[1].clone(), options(to[1])),
+            )
+        })
+    };
+
     log.stage("two gates: the default gate alone, before");
     one_gate(true)?;
     let before = one_gate(false)?;
     eprintln!("  one gate: {before:.0} images/s");
+    // The same two clients as the two-gate run, both to the default gate: as many
+    // images in flight as there.
+    let one_gate_twice = [gates[0]; 2];
+    at_once(one, one_gate_twice, &per_gate_warm)?;
+    let started = Instant::now();
+    at_once(one, one_gate_twice, &per_gate)?;
+    let two_clients = total as f64 / started.elapsed().as_secs_f64();
+    eprintln!("  one gate, two clients: {two_clients:.0} images/s");
 
     log.stage("two gates: both streamed at once");
-    let at_once = |sets: &[Arc<Vec<ReplaySet>>; 2]| {
-        rt.block_on(async {
-            tokio::try_join!(
-                oodgate_replay::replay(two.endpoint.as_str(), sets[0].clone(), options(gates[0])),
-                oodgate_replay::replay(two.endpoint.as_str(), sets[1].clone(), options(gates[1])),
-            )
-        })
-    };
-    at_once(&per_gate_warm)?;
+    at_once(two, gates, &per_gate_warm)?;
     let counts_before = scrape(&two.http)?;
     let started = Instant::now();
-    let (first, second) = at_once(&per_gate)?;
+    let (first, second) = at_once(two, gates, &per_gate)?;
     let seconds = started.elapsed().as_secs_f64();
     let counts = counted_since(&two.http, &counts_before, &gates, &images)?;
     let images_per_second = total as f64 / seconds;
@@ -157,6 +169,7 @@ fn measure(
             before_images_per_second: before,
             after_images_per_second: after,
             images_per_second: (before + after) / 2.0,
+            two_clients_images_per_second: two_clients,
         },
         gates: streams,
         images: total,
