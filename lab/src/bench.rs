@@ -8,8 +8,10 @@
 //! Stages: (1) limits in one process: ONNX Runtime alone over batch sizes, LOF alone,
 //! embed + LOF back to back; (2) LOF against scikit-learn (Python, same embeddings);
 //! (3) the seed's stack, Keras + scikit-learn (Python, same images); (4, 5) the
-//! service binary over loopback gRPC: start-up, streaming, unary latency, peak RSS;
-//! index build time; (6) how LOF cost grows with the index ([`scaling`]).
+//! service binary over loopback gRPC: start-up, streaming, unary latency, peak RSS
+//! (with the default gate alone, as every service run but the next); two gates in one
+//! server streamed at once, next to one gate ([`two_gates`]); index build time; (6) how
+//! LOF cost grows with the index ([`scaling`]).
 //! `--quick` runs every stage on small inputs, so CI can check that the harness works
 //! (its timings are not judged).
 
@@ -22,6 +24,7 @@ mod seed;
 mod service;
 #[cfg(test)]
 mod tests;
+mod two_gates;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,6 +100,8 @@ const STREAMS: usize = 8;
 const STREAM_BATCH: usize = 16;
 const WINDOW: usize = 4;
 const CONTAMINATION: f64 = 0.001;
+/// Images of each set in the two-gate stage with `--quick`.
+const QUICK_GATE_IMAGES: usize = 2000;
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -136,6 +141,26 @@ struct Context<'a> {
     work: PathBuf,
     detector: Detector,
     images: TestImages,
+    /// The default gate's name.
+    default_gate: String,
+    /// The configuration's other gates (`[gates.*]`), served or not.
+    other_gates: Vec<String>,
+}
+
+impl Context<'_> {
+    /// The environment that serves the default gate and, of the others, just `served`.
+    fn gates_env(&self, served: &[&str]) -> Vec<(String, String)> {
+        self.other_gates
+            .iter()
+            .map(|name| {
+                let on = served.contains(&name.as_str());
+                (
+                    format!("OODGATE_GATES__{}__ENABLED", name.to_uppercase()),
+                    on.to_string(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// Writes the report again from a saved results.json (after a change to the layout).
@@ -153,6 +178,12 @@ pub fn run(
     options: &BenchOptions,
 ) -> anyhow::Result<()> {
     let run_started = Instant::now();
+    // Checked first: the stage comes late in a long run.
+    anyhow::ensure!(
+        config.gates.contains_key(two_gates::SECOND_GATE),
+        "the bench's two-gate stage serves the gate {:?}, which the configuration does not have ([gates.{0}])",
+        two_gates::SECOND_GATE
+    );
     let options = &options.effective();
     std::fs::create_dir_all(&options.work)?;
     let work = options.work.canonicalize()?;
@@ -172,6 +203,8 @@ pub fn run(
         work,
         detector,
         images,
+        default_gate: config.model.gate.clone(),
+        other_gates: config.gates.keys().cloned().collect(),
     };
     let (detector, images) = (&ctx.detector, &ctx.images);
 
@@ -246,6 +279,14 @@ pub fn run(
         in_process_scores(alternative.0),
     )?;
 
+    // ---- 5a. Two gates in one server, next to one gate ---------------------------------
+    let two_gates = two_gates::run(
+        &ctx,
+        &replayer,
+        options.quick.then_some(QUICK_GATE_IMAGES),
+        &mut log,
+    )?;
+
     // ---- 5b. Index build ---------------------------------------------------------------
     let index_build = if options.skip_index_build {
         None
@@ -285,6 +326,7 @@ pub fn run(
         seed: seed.map(|s| s.seed),
         service,
         service_alternative: Some(service_alternative),
+        two_gates: Some(two_gates),
         index_build,
         scaling: Some(scaling),
     };

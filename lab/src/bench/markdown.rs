@@ -4,7 +4,7 @@
 //! report shows what was missing rather than hiding it.
 
 use super::results::{
-    AlternativeService, BenchResults, LatencyStats, LofMode, Scaling, ScalingMode, Seed,
+    AlternativeService, BenchResults, LatencyStats, LofMode, Scaling, ScalingMode, Seed, TwoGates,
 };
 
 /// The whole report.
@@ -255,6 +255,83 @@ fn limits(r: &BenchResults) -> String {
     }
     s += "The service overlaps stages that the in-process limit runs one after the other (ONNX Runtime on one batch while LOF \
           scores the previous requests on the rayon pool), which is how it can exceed that limit.\n\n";
+    if let Some(two) = &r.two_gates {
+        s += &two_gates(two, r);
+    }
+    s
+}
+
+/// Section 1's two-gate run, next to the one-gate figures above it.
+fn two_gates(two: &TwoGates, r: &BenchResults) -> String {
+    let one = &two.one_gate;
+    let names: Vec<String> = two
+        .gates
+        .iter()
+        .map(|g| format!("`{}` (model `{}`)", g.gate, g.model))
+        .collect();
+    let sets: Vec<String> = two
+        .gates
+        .iter()
+        .map(|g| format!("{} test ({} images) to `{}`", g.set, g.images, g.gate))
+        .collect();
+    let mut s = format!(
+        "**Two gates in one process.** One server serves {} (started in {:.2} s); the replay library streams {} at the same time, \
+         each gate by its own client with the settings above ({} streams x batch {}, window {}; after a warm-up of 300 images \
+         each), so twice as many images are in flight. Next to it, a second server serving `{}` alone, as every other service \
+         run here, is streamed the same {} images (the sets one after the other) by one such client, just before and just \
+         after: {:.0} and {:.0} images/s, mean {:.0}; and in between by two such clients at once (each gate's set to `{}`, as \
+         many images in flight as with two gates): {:.0} images/s. The two servers (the one not streamed to sits idle) and the clients share the machine's {} cores.\n\n\
+         | gate | set | images | seconds | images/s | verdicts | class = label | images answered (server) | model runs (server) | images in them (server) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        names.join(" and "),
+        two.startup_seconds,
+        sets.join(" and "),
+        two.streams,
+        two.batch,
+        two.window,
+        one.gate,
+        one.images,
+        one.before_images_per_second,
+        one.after_images_per_second,
+        one.images_per_second,
+        one.gate,
+        one.two_clients_images_per_second,
+        r.machine.cores,
+    );
+    for g in &two.gates {
+        s += &format!(
+            "| `{}` | {} | {} | {:.1} | {:.0} | {} | {:.2} % | {} | {} | {} |\n",
+            g.gate,
+            g.set,
+            g.images,
+            g.seconds,
+            g.images_per_second,
+            g.verdicts,
+            100.0 * g.accuracy,
+            g.served_images,
+            g.batches,
+            g.batch_images,
+        );
+    }
+    s += &format!(
+        "| both, first request to last verdict | | {} | {:.1} | **{:.0}** | | | | | |\n\n",
+        two.images, two.seconds, two.images_per_second
+    );
+    s += &format!(
+        "Total two-gate throughput / one-gate throughput, same images: **{:.2}** ({:.0} / {:.0} images/s; the one-gate run of \
+         all 30,000 images above: {:.0} images/s); against one gate under the same two clients: {:.2}. A gate's batcher runs \
+         its model one batch at a time; two gates' model runs can overlap. Every image got a verdict that is not an error, and the server answered \
+         each gate's images under that gate: {}. No model run mixed gates (each gate's model runs, from the server's \
+         `oodgate_batch_images{{gate}}`, carried exactly the images sent to that gate): {}. The `class = label` column is the \
+         classifier's accuracy on its own test set, which a gate given the other's images would not reach.\n\n",
+        two.ratio(),
+        two.images_per_second,
+        one.images_per_second,
+        r.service.stream.images_per_second,
+        two.images_per_second / one.two_clients_images_per_second,
+        met(two.every_image_judged()),
+        met(two.batches_kept_apart()),
+    );
     s
 }
 
@@ -372,6 +449,15 @@ fn latency(r: &BenchResults) -> String {
                 ex.search
             ),
             &ex.request_latency_ms,
+        );
+    }
+    for g in r.two_gates.iter().flat_map(|two| &two.gates) {
+        s += &latency_row(
+            &format!(
+                "streaming load, two gates at once (section 1), gate `{}`: per request of 16 images",
+                g.gate
+            ),
+            &g.request_latency_ms,
         );
     }
     s += &format!(

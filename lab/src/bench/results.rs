@@ -35,6 +35,10 @@ pub(crate) struct BenchResults {
     /// The service again with the search mode that is not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_alternative: Option<AlternativeService>,
+    /// One server with two gates streamed at once, next to one gate (absent from runs
+    /// made before the stage existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_gates: Option<TwoGates>,
     /// Absent with `--skip-index-build`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_build: Option<IndexBuild>,
@@ -310,6 +314,84 @@ pub(crate) struct AlternativeService {
     pub images_per_second: f64,
     pub request_latency_ms: LatencyStats,
     pub scores_identical_to_in_process: Option<usize>,
+}
+
+/// One server serving two gates, each streamed its own test set at the same time, and
+/// next to it a server serving the default gate alone, streamed the same images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TwoGates {
+    /// The two-gate server: process start to health `SERVING`.
+    pub startup_seconds: f64,
+    /// Each gate's client: the one-gate streaming run's settings.
+    pub streams: usize,
+    pub batch: usize,
+    pub window: usize,
+    pub one_gate: OneGate,
+    /// In the order the report lists them: the default gate first.
+    pub gates: Vec<GateStream>,
+    /// All gates' images over the wall clock from the common start to the last verdict.
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+impl TwoGates {
+    /// Total two-gate throughput / one-gate throughput.
+    pub(crate) fn ratio(&self) -> f64 {
+        self.images_per_second / self.one_gate.images_per_second
+    }
+
+    /// Every image got a verdict that is not an error.
+    pub(crate) fn every_image_judged(&self) -> bool {
+        self.gates
+            .iter()
+            .all(|g| g.verdicts == g.images && g.served_images == g.images as u64)
+    }
+
+    /// Each gate's model runs together carried exactly the images sent to that gate.
+    pub(crate) fn batches_kept_apart(&self) -> bool {
+        self.gates.iter().all(|g| g.batch_images == g.images as u64)
+    }
+}
+
+/// The reference: the default gate alone, the same images (every gate's set, one after
+/// the other) streamed by one client, just before and just after the two-gate run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OneGate {
+    pub gate: String,
+    pub images: usize,
+    pub before_images_per_second: f64,
+    pub after_images_per_second: f64,
+    /// The mean of the two.
+    pub images_per_second: f64,
+    /// Two such clients at once, each streaming one gate's set to the default gate (as
+    /// many images in flight as in the two-gate run), between the two.
+    pub two_clients_images_per_second: f64,
+}
+
+/// One gate's stream during the two-gate run, and what the server's `/metrics` counted
+/// for that gate over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GateStream {
+    pub gate: String,
+    /// The gate's model, as `GetModelInfo` named it.
+    pub model: String,
+    /// The test set streamed to it.
+    pub set: String,
+    pub images: usize,
+    /// This gate's client, its first request to its last verdict.
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub request_latency_ms: LatencyStats,
+    /// Verdicts that are not errors.
+    pub verdicts: usize,
+    /// Share of the verdicts whose class (accepted or would-be) is the image's label.
+    pub accuracy: f64,
+    /// `oodgate_images_total` of this gate, over the stream.
+    pub served_images: u64,
+    /// `oodgate_batch_images`: this gate's model runs, and the images they carried.
+    pub batches: u64,
+    pub batch_images: u64,
 }
 
 /// `oodgate index build`, timed from outside.

@@ -20,8 +20,8 @@ use super::{Context, Log, STREAM_BATCH, STREAMS, WINDOW};
 /// Streams test images to a server from a runtime of this process (so the client
 /// shares the machine's cores with the server, as the report says).
 pub(super) struct Replayer {
-    rt: tokio::runtime::Runtime,
-    options: ReplayOptions,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) options: ReplayOptions,
 }
 
 impl Replayer {
@@ -84,7 +84,11 @@ pub(super) fn configured(
     log: &mut Log,
 ) -> anyhow::Result<Service> {
     log.stage("start the service (saved index)");
-    let server = start_server(ctx.config_file, &ctx.work.join("serve.log"), &[])?;
+    let server = start_server(
+        ctx.config_file,
+        &ctx.work.join("serve.log"),
+        &ctx.gates_env(&[]),
+    )?;
     eprintln!(
         "  SERVING after {:.2} s at {}",
         server.startup.as_secs_f64(),
@@ -196,10 +200,12 @@ pub(super) fn alternative(
     limit: f64,
     in_process_scores: Option<&[f64]>,
 ) -> anyhow::Result<AlternativeService> {
+    let mut env = ctx.gates_env(&[]);
+    env.push(("OODGATE_INDEX__SEARCH".into(), setting.into()));
     let server = start_server(
         ctx.config_file,
         &ctx.work.join("serve-alternative.log"),
-        &[("OODGATE_INDEX__SEARCH", setting)],
+        &env,
     )?;
     let measured = (|| {
         let total = ctx.images.total;
@@ -267,39 +273,27 @@ impl StageSeconds {
 /// Reads the server's stage histograms (`stage` label) and its whole-request one
 /// (`handler`) from /metrics.
 fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
-    let text = ureq::get(&format!("http://{http}/metrics"))
-        .call()
-        .with_context(|| format!("GET /metrics from the server at {http}"))?
-        .body_mut()
-        .read_to_string()?;
     let mut found: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.rsplit_once(' ') else {
+    for sample in scrape(http)? {
+        let Some((metric, is_sum)) = histogram_part(&sample.name) else {
             continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (series, labels) = key.split_once('{').unwrap_or((key, ""));
-        let (metric, is_sum) = match (series.strip_suffix("_sum"), series.strip_suffix("_count")) {
-            (Some(metric), _) => (metric, true),
-            (_, Some(metric)) => (metric, false),
-            _ => continue,
         };
         let name = if metric == oodgate_server::metrics::STAGE_SECONDS {
-            labels
-                .trim_start_matches("stage=\"")
-                .trim_end_matches("\"}")
+            match sample.labels.get("stage") {
+                Some(stage) => stage.clone(),
+                None => continue,
+            }
         } else if metric == oodgate_server::metrics::IMAGE_SECONDS {
-            "handler"
+            "handler".to_owned()
         } else {
             continue;
         };
-        let entry = found.entry(name.to_owned()).or_default();
+        // One-gate servers: a single series per name (summed all the same).
+        let entry = found.entry(name).or_default();
         if is_sum {
-            entry.0 = value;
+            entry.0 += sample.value;
         } else {
-            entry.1 = value;
+            entry.1 += sample.value;
         }
     }
     anyhow::ensure!(
@@ -309,24 +303,133 @@ fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
     Ok(StageSeconds(found))
 }
 
-struct Server {
-    child: Child,
-    endpoint: String,
+/// A histogram's `_sum` (true) or `_count` (false) series, by the histogram's name.
+fn histogram_part(series: &str) -> Option<(&str, bool)> {
+    match (series.strip_suffix("_sum"), series.strip_suffix("_count")) {
+        (Some(metric), _) => Some((metric, true)),
+        (_, Some(metric)) => Some((metric, false)),
+        _ => None,
+    }
+}
+
+/// One line of the Prometheus text format.
+#[derive(Debug, PartialEq)]
+pub(super) struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// GET /metrics, parsed.
+pub(super) fn scrape(http: &str) -> anyhow::Result<Vec<Sample>> {
+    let text = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .with_context(|| format!("GET /metrics from the server at {http}"))?
+        .body_mut()
+        .read_to_string()?;
+    Ok(text.lines().filter_map(parse_sample).collect())
+}
+
+/// `name{label="value",...} value` (labels optional); None for comments and lines
+/// this reader does not follow (it only needs the server's own series).
+fn parse_sample(line: &str) -> Option<Sample> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (key, value) = line.trim_end().rsplit_once(' ')?;
+    let value = value.parse::<f64>().ok()?;
+    let (name, labels) = match key.split_once('{') {
+        None => (key, BTreeMap::new()),
+        Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)?),
+    };
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// `a="x",b="y \" z"`: values are quoted, with `\\`, `\"` and `\n` escapes.
+fn parse_labels(mut rest: &str) -> Option<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    while !rest.is_empty() {
+        let (label, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(label.trim_start_matches(',').to_owned(), value);
+        rest = &after[end + 1..];
+    }
+    Some(labels)
+}
+
+/// What the server counted for one gate: images answered, model runs, images in them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct GateCounts {
+    pub(super) served: f64,
+    pub(super) batches: f64,
+    pub(super) batch_images: f64,
+}
+
+impl GateCounts {
+    pub(super) fn of(samples: &[Sample], gate: &str) -> Self {
+        let mut counts = Self::default();
+        for sample in samples {
+            if sample.labels.get("gate").map(String::as_str) != Some(gate) {
+                continue;
+            }
+            let name = sample.name.as_str();
+            if name == oodgate_server::metrics::IMAGES {
+                counts.served += sample.value;
+            } else if let Some((oodgate_server::metrics::BATCH_IMAGES, is_sum)) =
+                histogram_part(name)
+            {
+                if is_sum {
+                    counts.batch_images += sample.value;
+                } else {
+                    counts.batches += sample.value;
+                }
+            }
+        }
+        counts
+    }
+
+    pub(super) fn since(self, before: Self) -> Self {
+        Self {
+            served: self.served - before.served,
+            batches: self.batches - before.batches,
+            batch_images: self.batch_images - before.batch_images,
+        }
+    }
+}
+
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) endpoint: String,
     /// The HTTP address (host:port), for /metrics.
-    http: String,
-    startup: Duration,
+    pub(super) http: String,
+    pub(super) startup: Duration,
 }
 
 /// Starts this binary's `serve` on free loopback ports and waits until its health check
 /// says SERVING; its log goes to `log_path`.
-fn start_server(
+pub(super) fn start_server(
     config_file: Option<&Path>,
     log_path: &Path,
-    env: &[(&str, &str)],
+    env: &[(String, String)],
 ) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(&exe);
-    command.envs(env.iter().copied());
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(file) = config_file {
         command.arg("--config").arg(file);
     }
@@ -378,7 +481,9 @@ fn start_server(
             .connect()
             .await?;
         let mut health = HealthClient::new(channel);
-        let deadline = Instant::now() + Duration::from_secs(300);
+        // A first start builds the index of a gate that has none cached (minutes on a
+        // busy machine).
+        let deadline = Instant::now() + Duration::from_secs(900);
         loop {
             if let Ok(r) = health
                 .check(HealthCheckRequest {
@@ -390,7 +495,10 @@ fn start_server(
                 return Ok::<_, anyhow::Error>(());
             }
             if Instant::now() > deadline {
-                bail!("server not SERVING after 300 s");
+                bail!(
+                    "server not SERVING after 900 s (see {})",
+                    log_path.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -404,7 +512,7 @@ fn start_server(
 }
 
 /// SIGTERM, then up to 40 s to drain, then SIGKILL.
-fn stop_server(mut server: Server) -> anyhow::Result<()> {
+pub(super) fn stop_server(mut server: Server) -> anyhow::Result<()> {
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
@@ -418,4 +526,88 @@ fn stop_server(mut server: Server) -> anyhow::Result<()> {
     server.child.kill()?;
     server.child.wait()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as the server's exporter writes them.
+    const EXPOSITION: &str = r#"# HELP oodgate_batch_images Images per ONNX Runtime run (dynamic batching).
+# TYPE oodgate_batch_images histogram
+oodgate_batch_images_bucket{gate="digits",le="16"} 3
+oodgate_batch_images_sum{gate="digits"} 120
+oodgate_batch_images_count{gate="digits"} 4
+oodgate_batch_images_sum{gate="fashion"} 80
+oodgate_batch_images_count{gate="fashion"} 2
+oodgate_images_total{gate="digits",outcome="classified",source="bench"} 110
+oodgate_images_total{gate="digits",outcome="rejected",source="bench"} 10
+oodgate_images_total{gate="fashion",outcome="classified",source="a \"quoted\", b"} 80
+oodgate_stage_duration_seconds_sum{gate="digits",stage="embed"} 0.5
+oodgate_stage_duration_seconds_count{gate="digits",stage="embed"} 10
+oodgate_ready 1
+"#;
+
+    fn samples() -> Vec<Sample> {
+        EXPOSITION.lines().filter_map(parse_sample).collect()
+    }
+
+    #[test]
+    fn samples_keep_every_label() {
+        let samples = samples();
+        assert_eq!(samples.len(), 11, "{samples:#?}");
+        let stage = samples
+            .iter()
+            .find(|s| s.name == "oodgate_stage_duration_seconds_sum")
+            .unwrap();
+        assert_eq!(stage.labels["gate"], "digits");
+        assert_eq!(stage.labels["stage"], "embed");
+        assert_eq!(stage.value, 0.5);
+        let quoted = samples
+            .iter()
+            .find(|s| {
+                s.name == "oodgate_images_total"
+                    && s.labels.get("gate").map(String::as_str) == Some("fashion")
+            })
+            .unwrap();
+        assert_eq!(quoted.labels["source"], r#"a "quoted", b"#);
+        assert_eq!(quoted.labels["outcome"], "classified");
+        let ready = samples.iter().find(|s| s.name == "oodgate_ready").unwrap();
+        assert!(ready.labels.is_empty());
+        assert_eq!(ready.value, 1.0);
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        for line in [
+            "oodgate_ready",
+            "oodgate_ready one",
+            r#"oodgate_images_total{gate="digits" 3"#,
+            r#"oodgate_images_total{gate="digits} 3"#,
+        ] {
+            assert_eq!(parse_sample(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn gate_counts_add_a_gates_series_and_subtract_an_earlier_scrape() {
+        let samples = samples();
+        let digits = GateCounts::of(&samples, "digits");
+        assert_eq!(
+            digits,
+            GateCounts {
+                served: 120.0,
+                batches: 4.0,
+                batch_images: 120.0
+            }
+        );
+        let fashion = GateCounts::of(&samples, "fashion");
+        assert_eq!((fashion.served, fashion.batches), (80.0, 2.0));
+        assert_eq!(GateCounts::of(&samples, "none"), GateCounts::default());
+        let since = digits.since(fashion);
+        assert_eq!(
+            (since.served, since.batches, since.batch_images),
+            (40.0, 2.0, 40.0)
+        );
+    }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::markdown;
-use super::results::{BenchResults, LatencyStats};
+use super::results::{BenchResults, GateStream, LatencyStats, OneGate, TwoGates};
 
 const FIXTURE: &str = include_str!("testdata/results.json");
 const FIXTURE_REPORT: &str = include_str!("testdata/BENCHMARKS.md");
@@ -142,4 +142,106 @@ fn an_empty_sample_survives_the_json_round_trip_as_nan() {
     assert!(json.contains("\"p50\":null"), "{json}");
     let back: LatencyStats = serde_json::from_str(&json).unwrap();
     assert!(back.p50.is_nan() && back.p99.is_nan());
+}
+
+/// The fixture with a two-gate section (`images` per gate).
+fn with_two_gates(images: usize) -> BenchResults {
+    let latency = LatencyStats::of(&[Duration::from_millis(40), Duration::from_millis(60)]);
+    let gate = |gate: &str, model: &str, set: &str, seconds: f64, accuracy: f64| GateStream {
+        gate: gate.into(),
+        model: model.into(),
+        set: set.into(),
+        images,
+        seconds,
+        images_per_second: images as f64 / seconds,
+        request_latency_ms: latency.clone(),
+        verdicts: images,
+        accuracy,
+        served_images: images as u64,
+        batches: 40,
+        batch_images: images as u64,
+    };
+    let mut results = fixture();
+    results.two_gates = Some(TwoGates {
+        startup_seconds: 1.25,
+        streams: 8,
+        batch: 16,
+        window: 4,
+        one_gate: OneGate {
+            gate: "digits".into(),
+            images: 2 * images,
+            before_images_per_second: 2100.0,
+            after_images_per_second: 1900.0,
+            images_per_second: 2000.0,
+            two_clients_images_per_second: 2500.0,
+        },
+        gates: vec![
+            gate("digits", "mnist-cosface", "mnist", 2.0, 0.991),
+            gate("fashion", "fashion-cosface", "fashion-mnist", 2.5, 0.9),
+        ],
+        images: 2 * images,
+        seconds: 2.5,
+        images_per_second: 2.0 * images as f64 / 2.5,
+    });
+    results
+}
+
+#[test]
+fn the_two_gate_run_renders_next_to_the_one_gate_figures() {
+    let results = with_two_gates(2000);
+    let json = serde_json::to_value(&results).unwrap();
+    assert_eq!(json["two_gates"]["gates"][1]["gate"], "fashion");
+    let again: BenchResults = serde_json::from_value(json).unwrap();
+    assert_eq!(again, results);
+
+    let report = markdown(&results);
+    let section = |heading: &str| {
+        report
+            .split("\n## ")
+            .find(|s| s.starts_with(heading))
+            .unwrap()
+            .to_owned()
+    };
+    let limits = section("1. Limits");
+    assert!(limits.contains(
+        "One server serves `digits` (model `mnist-cosface`) and `fashion` (model `fashion-cosface`)"
+    ));
+    assert!(limits.contains(
+        "mnist test (2000 images) to `digits` and fashion-mnist test (2000 images) to `fashion`"
+    ));
+    assert!(limits.contains("2100 and 1900 images/s, mean 2000; and in between by two such clients at once (each gate's set to `digits`, as many images in flight as with two gates): 2500 images/s."));
+    assert!(limits.contains("share the machine's 2 cores"));
+    assert!(
+        limits.contains(
+            "| `digits` | mnist | 2000 | 2.0 | 1000 | 2000 | 99.10 % | 2000 | 40 | 2000 |"
+        )
+    );
+    assert!(limits.contains("| both, first request to last verdict | | 4000 | 2.5 | **1600** |"));
+    // 1600 / 2000, next to the one-gate streaming run of section 1 (1976 images/s).
+    assert!(limits.contains("same images: **0.80** (1600 / 2000 images/s; the one-gate run of all 30,000 images above: 1976 images/s); against one gate under the same two clients: 0.64."));
+    assert!(limits.contains("under that gate: yes."));
+    assert!(limits.contains("exactly the images sent to that gate): yes."));
+    let latency = section("4. Latency");
+    assert!(latency.contains(
+        "two gates at once (section 1), gate `fashion`: per request of 16 images | 2 | 50.00"
+    ));
+
+    // The saved run without the section renders without it.
+    assert!(!markdown(&fixture()).contains("Two gates"));
+}
+
+#[test]
+fn a_gate_that_lost_images_or_got_the_others_is_marked() {
+    let mut results = with_two_gates(100);
+    let two = results.two_gates.as_mut().unwrap();
+    // An image of the second gate carried by the first gate's model run.
+    two.gates[0].batch_images += 1;
+    two.gates[1].batch_images -= 1;
+    let report = markdown(&results);
+    assert!(report.contains("under that gate: yes."));
+    assert!(report.contains("exactly the images sent to that gate): **no**."));
+
+    let two = results.two_gates.as_mut().unwrap();
+    two.gates[1].verdicts -= 1;
+    assert!(markdown(&results).contains("under that gate: **no**."));
 }
