@@ -243,3 +243,25 @@ fn bad_inputs_are_errors() {
     );
     assert!(invalid(index.offset(1.5).map(|_| ())));
 }
+
+#[test]
+fn provenance_is_stored_and_returned_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = small_index();
+    let path = dir.path().join("with.lof");
+    let provenance = serde_json::json!({"reference": {"kind": "folder", "paths": ["a/1.png"]}});
+    index
+        .save_with_provenance(&path, "model-a", Some(provenance.clone()))
+        .unwrap();
+    let (loaded, read) = LofIndex::load_with_provenance(&path, "model-a").unwrap();
+    assert_eq!(read, Some(provenance.clone()));
+    assert_eq!(loaded.len(), index.len());
+    assert_eq!(read_header(&path).unwrap().provenance, Some(provenance));
+    // A file written without it (as before the field existed) loads with none.
+    let plain = dir.path().join("plain.lof");
+    index.save(&plain, "model-a").unwrap();
+    assert_eq!(
+        LofIndex::load_with_provenance(&plain, "model-a").unwrap().1,
+        None
+    );
+}

@@ -288,7 +288,10 @@ fn the_walkthrough_gates_a_users_model_end_to_end() {
             .is_some_and(|r| r.starts_with("folder ") && r.ends_with("reference")),
         "{model}"
     );
-    assert_eq!(model["reference_fingerprint"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        model["reference_fingerprint"].as_str().map(str::len),
+        Some(64)
+    );
 
     // The page's curl command, as written but for the port.
     let curl = doc_block(
