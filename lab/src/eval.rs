@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use oodgate_server::ModelFiles;
 use oodgate_server::preprocess::{InputSpec, Layout, Transform, prepare_dataset};
-use oodgate_server::{Embedder, SessionOptions, embed_dataset};
+use oodgate_server::{SessionOptions, embed_dataset};
 
 /// Contaminations of the seed article's table.
 pub(crate) const CONTAMINATIONS: [f64; 2] = [0.001, 0.01];
@@ -607,7 +607,9 @@ pub fn run(env: &ort::environment::Environment, options: &EvalOptions) -> anyhow
     for dir in &options.models {
         let t = Instant::now();
         let model = ModelFiles::load(dir)?;
-        let embedder = Embedder::load(env, &model.onnx_path, SessionOptions::default())?;
+        // The gate's own input, outputs and preprocessing, as serving reads them.
+        let embedder =
+            oodgate_server::load::model_embedder(env, &model, SessionOptions::default())?;
         let embed = |d: &Dataset| embed_dataset(&embedder, d, options.progress);
         let train = embed(&sets.train)?;
         let tests = sets
