@@ -74,10 +74,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 /// A gate's series that exist before its model loads, at zero.
 pub fn register_gate(gate: &str) {
-    gauge!(QUEUE_IMAGES, "gate" => gate.to_owned()).set(0.0);
-    counter!(CANCELLED, "gate" => gate.to_owned()).absolute(0);
+    // Adding zero creates the series without resetting one that exists: a counter
+    // that went back to 0 would read as a restart to Prometheus.
+    gauge!(QUEUE_IMAGES, "gate" => gate.to_owned()).increment(0.0);
+    counter!(CANCELLED, "gate" => gate.to_owned()).increment(0);
     for result in ["ok", "error"] {
-        counter!(RELOADS, "gate" => gate.to_owned(), "result" => result).absolute(0);
+        counter!(RELOADS, "gate" => gate.to_owned(), "result" => result).increment(0);
     }
 }
 
@@ -190,11 +192,11 @@ pub fn set_loaded(labels: &ModelLabels, classes: &[String], sources: &[String]) 
     for source in sources {
         for outcome in ["classified", "rejected", "error"] {
             counter!(IMAGES, "gate" => gate.clone(), "outcome" => outcome, "source" => source.clone())
-                .absolute(0);
+                .increment(0);
         }
     }
     for class in classes {
-        counter!(CLASSIFIED, "gate" => gate.clone(), "class" => class.clone()).absolute(0);
+        counter!(CLASSIFIED, "gate" => gate.clone(), "class" => class.clone()).increment(0);
     }
     // Registering a histogram renders its buckets at zero, so the latency panels'
     // rate() has two samples from the first request on, not from the second scrape after it.
