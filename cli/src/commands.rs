@@ -32,16 +32,18 @@ pub(crate) fn build_index(
     let (loaded, _) = load::load_index(&path, &model)?;
     let reference = &built.provenance.reference;
     println!(
-        "index {}: {} x {} embeddings, k = {}, {:.1} MB; recall@k {}; built in {:.1} s; loads in {:.3} s",
+        "index {}: {} x {} embeddings, k = {}, {:.1} MB; HNSW graph recall@k {}; built in {:.1} s; loads in {:.3} s",
         path.display(),
         loaded.len(),
         loaded.dim(),
         loaded.k(),
         size as f64 / 1e6,
-        loaded.recall().map_or("not measured".into(), |r| format!(
-            "{:.4} (ef {})",
-            r.recall, r.ef
-        )),
+        loaded
+            .recall()
+            .map_or("none (no graph)".into(), |r| format!(
+                "{:.4} (ef {})",
+                r.recall, r.ef
+            )),
         started.elapsed().as_secs_f64(),
         load_started.elapsed().as_secs_f64(),
     );

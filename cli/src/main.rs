@@ -111,7 +111,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum IndexAction {
-    /// Embed a gate's reference set, fit LOF, build the HNSW graph, save the artifact
+    /// Embed a gate's reference set, fit LOF (and build the HNSW graph when index.search
+    /// is hnsw, or with --graph), save the artifact
     /// (with the model's and gate config's hashes, the set's fingerprint and each item's
     /// origin). Default set: the gate's [reference], or MNIST train for a model folder
     /// without gate.toml.
@@ -133,6 +134,10 @@ enum IndexAction {
         /// Leave unreadable reference images out (counted and recorded) instead of refusing.
         #[arg(long)]
         skip_unreadable: bool,
+        /// Also build the HNSW graph when the configuration searches exactly (for a file
+        /// served elsewhere with index.search = "hnsw").
+        #[arg(long)]
+        graph: bool,
         /// Where to write it; default: the gate folder's index.lof (a folder with
         /// gate.toml), else the configured index path.
         #[arg(long)]
@@ -223,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     calibration,
                     false_rejection_rate,
                     skip_unreadable,
+                    graph,
                     out,
                 },
         } => {
@@ -240,6 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 calibration: calibration.map(|c| (c, false_rejection_rate)),
                 skip_unreadable,
                 progress: true,
+                graph,
             };
             commands::build_index(&config, out, options)
         }

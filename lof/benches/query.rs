@@ -41,11 +41,12 @@ fn query(c: &mut Criterion) {
     };
     let (index, report) =
         LofIndex::build(data, labels, DIM, K, params, false).expect("synthetic data is valid");
+    let recall = report.graph.expect("build() makes the graph").recall;
     eprintln!(
         "index: {POINTS} x {DIM}, k = {K}, built in {:.1} s, recall@{K} at ef {} = {:.3}",
         started.elapsed().as_secs_f64(),
-        report.recall.ef,
-        report.recall.recall
+        recall.ef,
+        recall.recall
     );
 
     // Held-out draws (other seeds than the training set's), and random directions at

@@ -17,7 +17,8 @@
 //!                 scores       count f64, ascending
 //!                 layers       u32 L, then per HNSW layer (layer 0 first) three u32
 //!                              arrays, each a u64 length then the values:
-//!                              members, offsets, links (see `hnsw::Layer`)
+//!                              members, offsets, links (see `hnsw::Layer`);
+//!                              L = 0 for an index built without its graph
 //! 24+H+B  32    SHA-256 of bytes [0, 24+H+B)
 //! ```
 //!

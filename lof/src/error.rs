@@ -90,4 +90,8 @@ pub enum LofError {
     /// inconsistent.
     #[error("HNSW graph: {0}")]
     Graph(String),
+
+    /// An HNSW search or recall check on an index built without its graph.
+    #[error("the index has no HNSW graph (it was built for exact search); build it with the graph")]
+    NoGraph,
 }

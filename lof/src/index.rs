@@ -72,12 +72,19 @@ pub struct BuildReport {
     pub knn: Duration,
     /// kdist, lrd and training scores.
     pub lof: Duration,
-    /// HNSW graph construction (hnsw_rs) and its export to neighbour lists.
-    pub graph: Duration,
-    /// Recall measurement.
-    pub recall_check: Duration,
     /// Whole build.
     pub total: Duration,
+    /// The HNSW graph, when the build made one.
+    pub graph: Option<GraphReport>,
+}
+
+/// What building the HNSW graph took, and the recall it reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GraphReport {
+    /// Graph construction (hnsw_rs) and its export to neighbour lists.
+    pub build: Duration,
+    /// Recall measurement.
+    pub recall_check: Duration,
     /// Recall of the search this crate serves with, on the exported graph.
     pub recall: RecallReport,
     /// Recall of hnsw_rs's own search on the same graph and points, for comparison
@@ -91,9 +98,11 @@ pub struct LofIndex {
     fitted: FittedLof,
     /// Training labels, returned with neighbours as evidence.
     labels: Vec<u8>,
-    /// The approximate neighbour graph.
-    graph: Graph,
-    /// Parameters the graph was built with; `ef_search` is the default search width.
+    /// The approximate neighbour graph; absent until asked for, since exact search needs
+    /// none and the graph costs most of a build (about 14 of 17 s at 60,000 points).
+    graph: Option<Graph>,
+    /// Parameters the graph was (or will be) built with; `ef_search` is the default
+    /// search width.
     hnsw_params: HnswParams,
     /// Recall measured when the graph was built (kept in the artifact).
     recall: Option<RecallReport>,
@@ -163,11 +172,57 @@ impl std::fmt::Debug for LofIndex {
     }
 }
 
+/// Builds the HNSW graph over `data` with hnsw_rs and exports it.
+fn build_graph(
+    data: ArrayView2<'_, f32>,
+    params: &HnswParams,
+    progress: bool,
+) -> Result<(Builder, Graph, Duration), LofError> {
+    let t = Instant::now();
+    let bar = progress.then(|| progress_bar(data.nrows(), "HNSW graph"));
+    let builder = Builder::build(data, params, bar.as_ref());
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let graph = builder.export()?;
+    Ok((builder, graph, t.elapsed()))
+}
+
+/// recall@k of the exported graph and of hnsw_rs's own search on [`RECALL_SAMPLE`]
+/// training points, against exact search; warns when the served search falls short.
+fn check_recall(
+    fitted: &FittedLof,
+    builder: Builder,
+    graph: &Graph,
+    ef: usize,
+) -> (RecallReport, RecallReport, Duration) {
+    let t = Instant::now();
+    let exact = fitted.exact();
+    let data = exact.data();
+    let points = sample_points(data.nrows(), RECALL_SAMPLE);
+    let truth = exact.search_training_rows(&points, fitted.k());
+    let recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
+        graph.search(data, q, count, ef)
+    });
+    let hnsw_rs_recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
+        builder.search(q, count, ef)
+    });
+    if recall.recall < 0.95 {
+        tracing::warn!(
+            recall = recall.recall,
+            ef,
+            "HNSW recall below 0.95: consider a larger ef_search or exact search"
+        );
+    }
+    (recall, hnsw_rs_recall, t.elapsed())
+}
+
 impl LofIndex {
     /// Fits LOF on `embeddings` (row-major, `labels.len()` rows of `dim` floats): exact
     /// neighbours of every training point (itself excluded), kdist, lrd and training
-    /// scores, then the HNSW graph, then recall@k of the graph on [`RECALL_SAMPLE`]
-    /// training points. Shows progress bars on stderr when `progress` is set.
+    /// scores; then the HNSW graph and recall@k of the graph on [`RECALL_SAMPLE`]
+    /// training points ([`Self::build_exact`] then [`Self::add_graph`]). Shows progress
+    /// bars on stderr when `progress` is set.
     pub fn build(
         embeddings: Vec<f32>,
         labels: Vec<u8>,
@@ -187,6 +242,53 @@ impl LofIndex {
         )
     }
 
+    /// Fits LOF exactly, without the HNSW graph: all that exact search needs.
+    /// `hnsw_params` are kept for a later [`Self::add_graph`].
+    pub fn build_exact(
+        embeddings: Vec<f32>,
+        labels: Vec<u8>,
+        dim: usize,
+        k: usize,
+        hnsw_params: HnswParams,
+        progress: bool,
+    ) -> Result<(Self, BuildReport), LofError> {
+        let started = Instant::now();
+        hnsw_params.validate()?;
+        let n = labels.len();
+        let exact = ExactIndex::new(training_matrix(embeddings, n, dim, k)?);
+        let t = Instant::now();
+        let bar = progress.then(|| progress_bar(n, "exact kNN"));
+        let neighbours = exact.search_training(k, bar.as_ref());
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        let knn = t.elapsed();
+        let t = Instant::now();
+        let fitted = FittedLof::from_neighbours(exact, &neighbours);
+        let lof = t.elapsed();
+        tracing::info!(
+            count = n,
+            dim,
+            k,
+            seconds = started.elapsed().as_secs_f64(),
+            "LOF index built (exact, no graph)"
+        );
+        let index = Self {
+            fitted,
+            labels,
+            graph: None,
+            hnsw_params,
+            recall: None,
+        };
+        let report = BuildReport {
+            knn,
+            lof,
+            total: started.elapsed(),
+            graph: None,
+        };
+        Ok((index, report))
+    }
+
     /// [`LofIndex::build`], with the training points' own neighbours found as `training`
     /// says. With [`TrainingNeighbours::Graph`] the graph is built first, and the recall
     /// check compares it with exact search on [`RECALL_SAMPLE`] points.
@@ -199,77 +301,33 @@ impl LofIndex {
         training: TrainingNeighbours,
         progress: bool,
     ) -> Result<(Self, BuildReport), LofError> {
+        let ef = match training {
+            TrainingNeighbours::Exact => {
+                let (mut index, mut report) =
+                    Self::build_exact(embeddings, labels, dim, k, hnsw_params, progress)?;
+                let graph = index.add_graph(progress)?;
+                report.total += graph.build + graph.recall_check;
+                report.graph = Some(graph);
+                return Ok((index, report));
+            }
+            TrainingNeighbours::Graph { ef } => ef,
+        };
         let started = Instant::now();
         hnsw_params.validate()?;
         let n = labels.len();
         let exact = ExactIndex::new(training_matrix(embeddings, n, dim, k)?);
-
-        let build_graph = || -> Result<(Builder, Graph, Duration), LofError> {
-            let t = Instant::now();
-            let bar = progress.then(|| progress_bar(n, "HNSW graph"));
-            let builder = Builder::build(exact.data(), &hnsw_params, bar.as_ref());
-            if let Some(bar) = bar {
-                bar.finish();
-            }
-            let graph = builder.export()?;
-            Ok((builder, graph, t.elapsed()))
-        };
+        let (builder, graph, graph_time) = build_graph(exact.data(), &hnsw_params, progress)?;
         let t = Instant::now();
-        let (neighbours, (builder, graph, graph_time)) = match training {
-            TrainingNeighbours::Exact => {
-                let bar = progress.then(|| progress_bar(n, "exact kNN"));
-                let neighbours = exact.search_training(k, bar.as_ref());
-                if let Some(bar) = bar {
-                    bar.finish();
-                }
-                (neighbours, build_graph()?)
-            }
-            TrainingNeighbours::Graph { ef } => {
-                let built = build_graph()?;
-                let neighbours = graph_training_neighbours(&built.1, &exact, k, ef);
-                (neighbours, built)
-            }
-        };
-        let knn = t.elapsed().saturating_sub(graph_time);
+        let neighbours = graph_training_neighbours(&graph, &exact, k, ef);
+        let knn = t.elapsed();
 
         let t = Instant::now();
         let fitted = FittedLof::from_neighbours(exact, &neighbours);
         let graph = graph.with_seeds(fitted.exact().data(), fitted.kdist());
         let lof = t.elapsed();
 
-        let t = Instant::now();
-        let points = sample_points(n, RECALL_SAMPLE);
-        let truth = match training {
-            TrainingNeighbours::Exact => NeighbourLists::new(
-                k,
-                points
-                    .iter()
-                    .flat_map(|&p| neighbours.ids(p).to_vec())
-                    .collect(),
-                points
-                    .iter()
-                    .flat_map(|&p| neighbours.dists(p).to_vec())
-                    .collect(),
-            ),
-            TrainingNeighbours::Graph { .. } => fitted.exact().search_training_rows(&points, k),
-        };
-        let ef = hnsw_params.ef_search;
-        let data = fitted.exact().data();
-        let recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
-            graph.search(data, q, count, ef)
-        });
-        let hnsw_rs_recall = measure_recall(data, &points, &truth, ef, |q, count, ef| {
-            builder.search(q, count, ef)
-        });
-        drop(builder);
-        let recall_check = t.elapsed();
-        if recall.recall < 0.95 {
-            tracing::warn!(
-                recall = recall.recall,
-                ef,
-                "HNSW recall below 0.95: consider a larger ef_search or exact search"
-            );
-        }
+        let (recall, hnsw_rs_recall, recall_check) =
+            check_recall(&fitted, builder, &graph, hnsw_params.ef_search);
         tracing::info!(
             count = n,
             dim,
@@ -278,26 +336,58 @@ impl LofIndex {
             self_found = recall.self_found,
             ef = recall.ef,
             seconds = started.elapsed().as_secs_f64(),
-            "LOF index built"
+            "LOF index built (training neighbours from the graph)"
         );
-
         let index = Self {
             fitted,
             labels,
-            graph,
+            graph: Some(graph),
             hnsw_params,
             recall: Some(recall),
         };
         let report = BuildReport {
             knn,
             lof,
-            graph: graph_time,
-            recall_check,
             total: started.elapsed(),
-            recall,
-            hnsw_rs_recall,
+            graph: Some(GraphReport {
+                build: graph_time,
+                recall_check,
+                recall,
+                hnsw_rs_recall,
+            }),
         };
         Ok((index, report))
+    }
+
+    /// Builds the HNSW graph over the training points (replacing any) with the index's
+    /// parameters, and measures its recall@k on [`RECALL_SAMPLE`] training points.
+    pub fn add_graph(&mut self, progress: bool) -> Result<GraphReport, LofError> {
+        let data = self.fitted.exact().data();
+        let (builder, graph, build) = build_graph(data, &self.hnsw_params, progress)?;
+        let graph = graph.with_seeds(data, self.fitted.kdist());
+        let (recall, hnsw_rs_recall, recall_check) =
+            check_recall(&self.fitted, builder, &graph, self.hnsw_params.ef_search);
+        tracing::info!(
+            count = self.len(),
+            recall = recall.recall,
+            self_found = recall.self_found,
+            ef = recall.ef,
+            seconds = (build + recall_check).as_secs_f64(),
+            "HNSW graph built"
+        );
+        self.graph = Some(graph);
+        self.recall = Some(recall);
+        Ok(GraphReport {
+            build,
+            recall_check,
+            recall,
+            hnsw_rs_recall,
+        })
+    }
+
+    /// True when the index has its HNSW graph (built, or loaded from the artifact).
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
     }
 
     /// Scores a batch of queries (b x dim): for each, its k nearest training points
@@ -328,7 +418,8 @@ impl LofIndex {
         let lists = match mode {
             SearchMode::Exact => exact.search(queries.view(), k),
             SearchMode::Hnsw { ef } => {
-                let found = self.graph.search_batch(exact.data(), queries.view(), k, ef);
+                let graph = self.graph.as_ref().ok_or(LofError::NoGraph)?;
+                let found = graph.search_batch(exact.data(), queries.view(), k, ef);
                 // Each row: (distance, id) nearest first.
                 let rows: Vec<Vec<(f64, u32)>> = found
                     .into_par_iter()
@@ -436,7 +527,7 @@ impl LofIndex {
                 kdist: self.kdist(),
                 lrd: self.lrd(),
                 sorted_scores: self.sorted_training_scores(),
-                layers: self.graph.layers(),
+                layers: self.graph.as_ref().map_or(&[], |g| g.layers()),
             },
         )
     }
@@ -463,9 +554,15 @@ impl LofIndex {
         };
         let data =
             Array2::from_shape_vec((n, dim), d.embeddings).map_err(|e| corrupt(e.to_string()))?;
-        let graph = Graph::from_layers(n, d.layers)
-            .map_err(|e| corrupt(e.to_string()))?
-            .with_seeds(data.view(), &d.kdist);
+        // No layers: the index was built without its graph.
+        let graph = match d.layers.is_empty() {
+            true => None,
+            false => Some(
+                Graph::from_layers(n, d.layers)
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .with_seeds(data.view(), &d.kdist),
+            ),
+        };
         let index = Self {
             fitted: FittedLof::from_parts(
                 ExactIndex::new(data),
@@ -546,13 +643,14 @@ impl LofIndex {
 
     /// Measures recall@k of the graph again (e.g. for another ef) on up to `sample`
     /// training points spread over the index, against exact search of those points.
-    pub fn measure_recall(&self, sample: usize, ef: usize) -> RecallReport {
+    pub fn measure_recall(&self, sample: usize, ef: usize) -> Result<RecallReport, LofError> {
+        let graph = self.graph.as_ref().ok_or(LofError::NoGraph)?;
         let points = sample_points(self.len(), sample);
         let exact = self.fitted.exact();
         let truth = exact.search_training_rows(&points, self.k());
         let data = exact.data();
-        measure_recall(data, &points, &truth, ef, |q, count, ef| {
-            self.graph.search(data, q, count, ef)
-        })
+        Ok(measure_recall(data, &points, &truth, ef, |q, count, ef| {
+            graph.search(data, q, count, ef)
+        }))
     }
 }

@@ -35,7 +35,9 @@ pub use error::LofError;
 pub use exact::ExactIndex;
 pub use fitted::{FittedLof, QueryScores};
 pub use hnsw::{HnswParams, RecallReport};
-pub use index::{BuildReport, LofIndex, Neighbour, QueryResult, SearchMode, TrainingNeighbours};
+pub use index::{
+    BuildReport, GraphReport, LofIndex, Neighbour, QueryResult, SearchMode, TrainingNeighbours,
+};
 pub use neighbours::NeighbourLists;
 pub use roc::{auroc, rejected_fraction, threshold_accepting};
 pub use score::{

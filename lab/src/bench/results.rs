@@ -42,6 +42,9 @@ pub(crate) struct BenchResults {
     /// Absent with `--skip-index-build`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_build: Option<IndexBuild>,
+    /// Absent with `--skip-index-build`, and from runs made before the stage existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_start: Option<FirstStart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<Scaling>,
 }
@@ -397,9 +400,25 @@ pub(crate) struct GateStream {
 /// `oodgate index build`, timed from outside.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IndexBuild {
+    /// Without the HNSW graph (the default when the configuration searches exactly).
     pub seconds: f64,
     /// What the command printed.
     pub output: String,
+    /// With `--graph` (absent from runs made before the graph was optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_output: Option<String>,
+}
+
+/// The service's start with no index cached: process start to health SERVING.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FirstStart {
+    /// The gates the configuration serves, default first.
+    pub gates: Vec<String>,
+    pub all_gates_seconds: f64,
+    /// The default gate alone.
+    pub default_gate_seconds: f64,
 }
 
 /// How LOF cost grows with the index (see [`super::scaling`]).

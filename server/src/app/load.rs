@@ -99,17 +99,26 @@ pub fn detector(config: &Config, gate: &GateSpec) -> Result<Detector, LoadError>
     let (model, embedder) = embedder(config)?;
     let path = index_path(config, &model);
     let settings = detector_settings(config, &model);
-    let (index, provenance) = if path.is_file() {
+    let (mut index, provenance) = if path.is_file() {
         let started = Instant::now();
         let loaded = load_index(&path, &model)?;
-        tracing::info!(path = %path.display(), count = loaded.0.len(), seconds = started.elapsed().as_secs_f64(), "index loaded");
+        tracing::info!(path = %path.display(), count = loaded.0.len(), graph = loaded.0.has_graph(), seconds = started.elapsed().as_secs_f64(), "index loaded");
         loaded
     } else {
         tracing::info!(path = %path.display(), "no index yet: building it from the reference set");
         let built = build_index(&embedder, &model, config, &IndexOptions::default())?;
-        save_index(&built, &path, &model)?;
+        write_index(&built.index, Some(&built.provenance), &path, &model)?;
         (built.index, Some(built.provenance))
     };
+    if needs_graph(config) && !index.has_graph() {
+        tracing::info!(path = %path.display(), "index.search is hnsw and the index has no graph: building it");
+        index.add_graph(false)?;
+        // Kept for the next start when the index is the server's own cache; a file the
+        // operator named is left as it is.
+        if path.starts_with(&config.index.cache_dir) {
+            write_index(&index, provenance.as_ref(), &path, &model)?;
+        }
+    }
     if index.k() != settings.k {
         return Err(LoadError::IndexK {
             path,
@@ -230,6 +239,11 @@ pub fn search_mode(config: &Config) -> SearchMode {
     }
 }
 
+/// Whether the gates search with the HNSW graph, so their indexes need one.
+pub fn needs_graph(config: &Config) -> bool {
+    config.index.search == config::SearchMode::Hnsw
+}
+
 pub fn hnsw_params(config: &Config) -> HnswParams {
     HnswParams {
         max_nb_connection: config.index.hnsw_m,
@@ -296,6 +310,9 @@ pub struct IndexOptions {
     pub calibration: Option<(Source, f64)>,
     pub skip_unreadable: bool,
     pub progress: bool,
+    /// Build the HNSW graph even when the configuration searches exactly (it is built
+    /// anyway when `index.search` is `hnsw`).
+    pub graph: bool,
 }
 
 /// An index and what it records about its sets.
@@ -364,7 +381,12 @@ pub fn build_index(
             k_field,
         });
     }
-    let (index, report) = LofIndex::build(
+    // Exact search needs no graph, and the graph is most of a build's time.
+    let build = match options.graph || needs_graph(config) {
+        true => LofIndex::build,
+        false => LofIndex::build_exact,
+    };
+    let (index, report) = build(
         set.embeddings,
         set.labels,
         embedder.embedding_dim,
@@ -375,9 +397,9 @@ pub fn build_index(
     tracing::info!(
         count = index.len(),
         knn_seconds = report.knn.as_secs_f64(),
-        graph_seconds = report.graph.as_secs_f64(),
+        graph_seconds = report.graph.map(|g| g.build.as_secs_f64()),
         total_seconds = report.total.as_secs_f64(),
-        recall = ?report.recall,
+        recall = ?report.graph.map(|g| g.recall),
         "index built"
     );
     let calibration = match calibration {
@@ -425,10 +447,18 @@ fn field_origin(gate: &GateConfig, section: &str, source: &Source) -> String {
 
 /// Writes a built index with its provenance.
 pub fn save_index(built: &BuiltIndex, path: &Path, model: &ModelFiles) -> Result<(), LoadError> {
-    let provenance = serde_json::to_value(&built.provenance).expect("plain data serialises");
-    built
-        .index
-        .save_with_provenance(path, &model.sha256, Some(provenance))
+    write_index(&built.index, Some(&built.provenance), path, model)
+}
+
+fn write_index(
+    index: &LofIndex,
+    provenance: Option<&Provenance>,
+    path: &Path,
+    model: &ModelFiles,
+) -> Result<(), LoadError> {
+    let provenance = provenance.map(|p| serde_json::to_value(p).expect("plain data serialises"));
+    index
+        .save_with_provenance(path, &model.sha256, provenance)
         .map_err(|source| LoadError::Index {
             path: path.to_path_buf(),
             source,

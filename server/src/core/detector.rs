@@ -96,6 +96,9 @@ impl Detector {
         settings: DetectorSettings,
         provenance: Option<Provenance>,
     ) -> Result<Self, DetectorError> {
+        if matches!(settings.search, SearchMode::Hnsw { .. }) && !index.has_graph() {
+            return Err(oodgate_lof::LofError::NoGraph.into());
+        }
         let calibration = provenance.as_ref().and_then(|p| p.calibration.as_ref());
         let default_thresholds = match calibration {
             Some(c) if settings.distance_check => Thresholds {
