@@ -367,7 +367,8 @@ pub(super) fn section(c: &Int8Comparison) -> String {
         );
     }
     s += &format!(
-        "\nService (a server per model, `OODGATE_MODEL__VARIANT`, the same {} images streamed as in the one-gate run): fp32 {:.0}, int8 {:.0} images/s. \
+        "\nService (a server per model, `OODGATE_MODEL__VARIANT`, the one-gate run's client settings, the same {} images of the three test sets \
+         streamed to each after a warm-up): fp32 {:.0}, int8 {:.0} images/s. \
          MNIST test accuracy ({} images): fp32 {:.2} %, int8 {:.2} %.\n\n\
          | set | images | verdicts equal | fp32 rejected | int8 rejected | AUROC fp32 | AUROC int8 | rejected at 99 % MNIST accepted, fp32 | same, int8 |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
