@@ -14,7 +14,7 @@ WITH_ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/$(VENV)/lib/python
 # Seconds per fuzz target in `make test` (longer runs: scripts/fuzz.sh 600).
 FUZZ_SECONDS ?= 20
 
-.PHONY: run replay ood test setup setup-test build data fmt lint clean bench
+.PHONY: run replay ood test setup setup-test build data fmt lint clean bench int8
 
 run: setup data
 	$(WITH_ORT) $(OODGATE) serve
@@ -42,6 +42,12 @@ test: setup-test data
 # comparison with the seed's stack.
 bench: setup-test data
 	$(WITH_ORT) $(OODGATE) bench --python $(VENV)/bin/python $(BENCH_FLAGS)
+
+# The shipped gates' int8 models (model.int8.onnx beside model.onnx, served with
+# `variant = "int8"`), calibrated on training images; each card records how.
+INT8_GATES ?= models/mnist-cosface-oe-near-fonts models/fashion-cosface
+int8: setup-test data
+	for gate in $(INT8_GATES); do $(VENV)/bin/python train/quantize.py $$gate || exit 1; done
 
 setup:
 	scripts/setup.sh runtime

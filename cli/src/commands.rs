@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use oodgate_lab::eval::{self, EvalOptions, InDistribution};
-use oodgate_server::ModelFiles;
 use oodgate_server::config::Config;
 use oodgate_server::load;
 use oodgate_server::runtime;
@@ -19,11 +18,11 @@ pub(crate) fn build_index(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
-    let model = ModelFiles::load(&config.model.dir)?;
+    let model = load::model_files(config, "model.variant".into())?;
     let embedder = load::model_embedder(env, &model, load::session_options(config))?;
     let built = load::build_index(&embedder, &model, config, &options)?;
     let path = out.unwrap_or_else(|| match &model.gate {
-        Some(_) => model.dir.join(load::GATE_INDEX_FILE),
+        Some(_) => model.dir.join(model.variant.gate_index_file()),
         None => load::index_path(config, &model),
     });
     load::save_index(&built, &path, &model)?;

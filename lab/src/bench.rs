@@ -11,12 +11,14 @@
 //! service binary over loopback gRPC: start-up, streaming, unary latency, peak RSS
 //! (with the default gate alone, as every service run but the next); two gates in one
 //! server streamed at once, next to one gate ([`two_gates`]); index build time; (6) how
-//! LOF cost grows with the index ([`scaling`]).
+//! LOF cost grows with the index ([`scaling`]); the default gate's int8 model next to
+//! its fp32 model ([`int8`]).
 //! `--quick` runs every stage on small inputs, so CI can check that the harness works
 //! (its timings are not judged).
 
 mod in_process;
 mod index_build;
+mod int8;
 mod markdown;
 pub(crate) mod results;
 mod scaling;
@@ -292,6 +294,16 @@ pub fn run(
         &mut log,
     )?;
 
+    // ---- 5c. The int8 model next to fp32 -------------------------------------------------
+    let int8 = int8::run(
+        config,
+        &ctx,
+        &replayer,
+        options.ort_images,
+        options.quick,
+        &mut log,
+    )?;
+
     // ---- 5b. Index build ---------------------------------------------------------------
     let (index_build, first_start) = if options.skip_index_build {
         (None, None)
@@ -338,6 +350,7 @@ pub fn run(
         index_build,
         first_start,
         scaling: Some(scaling),
+        int8,
     };
     let results_path = ctx.work.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)?;

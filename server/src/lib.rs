@@ -24,7 +24,7 @@ pub use self::app::serve::{self, Listeners, Signal};
 pub use self::core::detector::{Detector, ThresholdSpec, argmax};
 pub use self::core::embed::{Embedder, ModelIo, SessionOptions, embed_dataset};
 pub use self::core::gate;
-pub use self::core::model::{ModelFiles, model_dirs};
+pub use self::core::model::{ModelFiles, ModelVariant, model_dirs};
 pub use self::core::pipeline::{ClientImage, ImageData, SourceLabels, decode, validate};
 pub use self::core::preprocess::{self, InputSpec, Layout, Limits, prepare_dataset};
 pub use self::core::runtime;

@@ -92,6 +92,7 @@ fn gate(dir: &Path) -> GateSpec {
         name: "garments".into(),
         dir: dir.to_path_buf(),
         index_path: Default::default(),
+        variant: Default::default(),
     }
 }
 

@@ -143,6 +143,9 @@ fn summary(r: &BenchResults) -> String {
     if let Some(ex) = &r.service_alternative {
         s += &alternative_goals(ex, r.seed.as_ref());
     }
+    if let Some(c) = &r.int8 {
+        s += &super::int8::summary_rows(c);
+    }
     if let Some(first) = &r.first_start {
         let t = first.all_gates_seconds;
         s += &format!(
@@ -266,6 +269,9 @@ fn limits(r: &BenchResults) -> String {
           scores the previous requests on the rayon pool), which is how it can exceed that limit.\n\n";
     if let Some(two) = &r.two_gates {
         s += &two_gates(two, r);
+    }
+    if let Some(c) = &r.int8 {
+        s += &super::int8::section(c);
     }
     s
 }

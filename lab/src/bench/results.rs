@@ -47,6 +47,10 @@ pub(crate) struct BenchResults {
     pub first_start: Option<FirstStart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<Scaling>,
+    /// The default gate's int8 model next to its fp32 model (absent from runs made
+    /// before the stage existed, and when the gate has no int8 model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Comparison>,
 }
 
 /// Where and when the run happened, and the load average at each stage.
@@ -494,4 +498,112 @@ pub(crate) struct ScalingMode {
     pub recall_at_k: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement_with_exact: Option<f64>,
+}
+
+/// The default gate's int8 model next to its fp32 model, measured in turns in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Int8Comparison {
+    pub gate: String,
+    pub fp32_sha256: String,
+    pub int8_sha256: String,
+    /// The card's `int8` entry: how the int8 model was made.
+    pub quantization: Option<serde_json::Value>,
+    pub fp32_ort: OrtSweep,
+    pub int8_ort: OrtSweep,
+    /// Images of each streaming run (the three test sets).
+    pub stream_images: usize,
+    pub fp32_stream_images_per_second: f64,
+    pub int8_stream_images_per_second: f64,
+    /// MNIST test images of the accuracy figures.
+    pub test_images: usize,
+    pub fp32_accuracy: f64,
+    pub int8_accuracy: f64,
+    /// MNIST test first, then the out-of-distribution sets.
+    pub sets: Vec<Int8Set>,
+}
+
+impl Int8Comparison {
+    fn best(sweep: &OrtSweep) -> (usize, f64) {
+        sweep
+            .sweep
+            .iter()
+            .map(|row| (row.batch, row.images_per_second))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, f64::NAN))
+    }
+
+    /// (batch, images/s) at the fp32 model's best batch.
+    pub(crate) fn fp32_ort_best(&self) -> (usize, f64) {
+        Self::best(&self.fp32_ort)
+    }
+
+    pub(crate) fn int8_ort_best(&self) -> (usize, f64) {
+        Self::best(&self.int8_ort)
+    }
+
+    pub(crate) fn accuracy_drop_points(&self) -> f64 {
+        100.0 * (self.fp32_accuracy - self.int8_accuracy)
+    }
+
+    /// Equal verdicts over all sets' images.
+    pub(crate) fn verdicts_equal(&self) -> f64 {
+        let equal: usize = self.sets.iter().map(|s| s.verdicts_equal).sum();
+        let images: usize = self.sets.iter().map(|s| s.images).sum();
+        equal as f64 / images.max(1) as f64
+    }
+
+    /// The largest |int8 - fp32| of AUROC and of the rejection at 99 % accepted, over
+    /// the out-of-distribution sets.
+    pub(crate) fn largest_separation_delta(&self) -> f64 {
+        self.sets
+            .iter()
+            .filter_map(|s| s.separation.as_ref())
+            .flat_map(|x| {
+                [
+                    (x.int8_auroc - x.fp32_auroc).abs(),
+                    (x.int8_rejected_at_99_accepted - x.fp32_rejected_at_99_accepted).abs(),
+                ]
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// The card's settings in a few words.
+    pub(crate) fn quantization_summary(&self) -> String {
+        let Some(q) = &self.quantization else {
+            return "none".into();
+        };
+        let get = |k: &str| q.get(k).map(|v| v.to_string()).unwrap_or_default();
+        format!(
+            "format {}, {} calibration on {} training images, per-channel {}, reduce-range {}, ops {}",
+            get("format"),
+            get("calibration_method"),
+            q.pointer("/calibration/count")
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            get("per_channel"),
+            get("reduce_range"),
+            get("ops_quantized"),
+        )
+    }
+}
+
+/// One set as both models judged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Int8Set {
+    pub set: String,
+    pub images: usize,
+    pub verdicts_equal: usize,
+    pub fp32_rejected: f64,
+    pub int8_rejected: f64,
+    /// From MNIST test (absent for MNIST test itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separation: Option<Int8Separation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Int8Separation {
+    pub fp32_auroc: f64,
+    pub int8_auroc: f64,
+    pub fp32_rejected_at_99_accepted: f64,
+    pub int8_rejected_at_99_accepted: f64,
 }

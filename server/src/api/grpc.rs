@@ -471,6 +471,7 @@ pub(crate) fn model_info(view: ModelView) -> v1::ModelInfo {
         calibration_size: view.calibration_size,
         calibration_rejected: view.calibration_rejected,
         gate: view.gate,
+        model_variant: view.model_variant.into(),
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::api::security::{AuthConfig, TlsConfig};
 use crate::core::embed::SessionOptions;
+use crate::core::model::ModelVariant;
 use crate::core::preprocess::Limits;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,10 @@ pub struct ModelConfig {
     pub dir: PathBuf,
     /// The default gate's name: requests that name no gate go to it.
     pub gate: String,
+    /// Which ONNX file of the folder to serve: "fp32" (or "") `model.onnx`, "int8"
+    /// `model.int8.onnx` (`make int8` writes it).
+    #[serde(default)]
+    pub variant: ModelVariant,
     /// libonnxruntime.so; empty means the `ORT_DYLIB_PATH` variable.
     pub ort_dylib_path: PathBuf,
     /// ONNX Runtime intra-op threads.
@@ -59,6 +64,9 @@ pub struct GateEntry {
     /// Its index artifact, as `index.path` is the default gate's; empty: the cache.
     #[serde(default)]
     pub index: PathBuf,
+    /// As `model.variant` is the default gate's.
+    #[serde(default)]
+    pub variant: ModelVariant,
     /// Off: kept in the file but not served.
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -74,6 +82,18 @@ pub struct GateSpec {
     pub name: String,
     pub dir: PathBuf,
     pub index_path: PathBuf,
+    pub variant: ModelVariant,
+}
+
+impl GateSpec {
+    /// The setting that chose the gate's variant, for errors.
+    pub fn variant_field(&self, config: &Config) -> String {
+        if self.name == config.model.gate {
+            "model.variant".into()
+        } else {
+            format!("gates.{}.variant", self.name)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +201,7 @@ impl Default for Config {
             model: ModelConfig {
                 dir: PathBuf::from("models/mnist-cosface-oe-near-fonts"),
                 gate: "digits".into(),
+                variant: ModelVariant::Fp32,
                 ort_dylib_path: PathBuf::new(),
                 intra_threads: session.intra_threads,
                 optimization_level: session.optimization_level,
@@ -193,6 +214,7 @@ impl Default for Config {
                 GateEntry {
                     dir: PathBuf::from("models/fashion-cosface"),
                     index: PathBuf::new(),
+                    variant: ModelVariant::Fp32,
                     enabled: true,
                 },
             )]),
@@ -265,6 +287,7 @@ impl Config {
                 name: name.clone(),
                 dir: entry.dir.clone(),
                 index_path: entry.index.clone(),
+                variant: entry.variant,
             });
         std::iter::once(default).chain(more).collect()
     }
@@ -275,6 +298,7 @@ impl Config {
             name: self.model.gate.clone(),
             dir: self.model.dir.clone(),
             index_path: self.index.path.clone(),
+            variant: self.model.variant,
         }
     }
 
@@ -509,6 +533,7 @@ mod tests {
             GateEntry {
                 dir: dir.into(),
                 index: PathBuf::new(),
+                variant: ModelVariant::Fp32,
                 enabled: true,
             },
         );
@@ -523,6 +548,7 @@ mod tests {
             GateEntry {
                 dir: "models/mnist-l2".into(),
                 index: "off.lof".into(),
+                variant: ModelVariant::Fp32,
                 enabled: false,
             },
         );
@@ -531,6 +557,7 @@ mod tests {
             GateEntry {
                 dir: "models/mnist-seed".into(),
                 index: "seed.lof".into(),
+                variant: ModelVariant::Fp32,
                 enabled: true,
             },
         );
@@ -543,6 +570,7 @@ mod tests {
                 name: "a-first".into(),
                 dir: "models/mnist-seed".into(),
                 index_path: "seed.lof".into(),
+                variant: ModelVariant::Fp32,
             })
         );
         assert_eq!(c.gate("digits").unwrap().dir, c.model.dir);
@@ -610,11 +638,13 @@ mod tests {
                     name: "digits".into(),
                     dir: c.model.dir.clone(),
                     index_path: PathBuf::new(),
+                    variant: ModelVariant::Fp32,
                 },
                 GateSpec {
                     name: "fashion".into(),
                     dir: "models/fashion-cosface".into(),
                     index_path: PathBuf::new(),
+                    variant: ModelVariant::Fp32,
                 }
             ]
         );
@@ -625,6 +655,42 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("server.grpc_addr")
+        );
+    }
+
+    #[test]
+    fn variants_come_from_the_file_and_the_environment() {
+        assert_eq!(Config::default().default_gate().variant, ModelVariant::Fp32);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oodgate.toml");
+        std::fs::write(
+            &path,
+            "[model]\nvariant = \"int8\"\n[gates.fashion]\ndir = \"models/fashion-cosface\"\nvariant = \"\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with(Some(&path), []).unwrap();
+        assert_eq!(c.default_gate().variant, ModelVariant::Int8);
+        assert_eq!(c.gate("fashion").unwrap().variant, ModelVariant::Fp32);
+        assert_eq!(
+            c.gate("fashion").unwrap().variant_field(&c),
+            "gates.fashion.variant"
+        );
+        assert_eq!(c.default_gate().variant_field(&c), "model.variant");
+
+        let env = [
+            ("OODGATE_GATES__FASHION__VARIANT", "int8"),
+            ("OODGATE_MODEL__VARIANT", "fp32"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load_with(Some(&path), env).unwrap();
+        assert_eq!(c.default_gate().variant, ModelVariant::Fp32);
+        assert_eq!(c.gate("fashion").unwrap().variant, ModelVariant::Int8);
+
+        let env = [("OODGATE_MODEL__VARIANT", "int4")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let err = Config::load_with(None, env).unwrap_err().to_string();
+        assert!(
+            err.contains("model.variant") && err.contains("int4"),
+            "{err}"
         );
     }
 }

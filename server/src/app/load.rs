@@ -10,7 +10,7 @@ use crate::app::config::{self, Config, GateSpec};
 use crate::core::detector::{Detector, DetectorError, DetectorSettings};
 use crate::core::embed::{EmbedError, Embedder, SessionOptions};
 use crate::core::gate::{GateConfig, Source};
-use crate::core::model::{ModelError, ModelFiles};
+use crate::core::model::{ModelError, ModelFiles, ModelVariant};
 use crate::core::pipeline::PipelineSettings;
 use crate::core::preprocess::Limits;
 use crate::core::reference::{self, Provenance, ReadOptions, ReferenceError};
@@ -59,6 +59,18 @@ pub enum LoadError {
         "{path}: no [reference] set to build the index from; add one, or give --reference to `oodgate index build`"
     )]
     NoReference { path: PathBuf },
+    #[error(
+        "{field} = \"{variant}\": {path} does not exist (`train/quantize.py {dir}` writes it)",
+        variant = variant.as_str(),
+        dir = dir.display(),
+        path = path.display()
+    )]
+    MissingVariant {
+        field: String,
+        variant: ModelVariant,
+        path: PathBuf,
+        dir: PathBuf,
+    },
     #[error("{dir}: classes.json names {names} classes, at most 256 are supported")]
     TooManyClasses { dir: PathBuf, names: usize },
     #[error("{dir}: classes.json names {names} classes, the model's class output has {outputs}")]
@@ -95,8 +107,10 @@ pub fn detector(config: &Config, gate: &GateSpec) -> Result<Detector, LoadError>
     let mut config = config.clone();
     config.model.dir = gate.dir.clone();
     config.index.path = gate.index_path.clone();
+    config.model.variant = gate.variant;
+    let field = gate.variant_field(&config);
     let config = &config;
-    let (model, embedder) = embedder(config)?;
+    let (model, embedder) = variant_embedder(config, field)?;
     let path = index_path(config, &model);
     let settings = detector_settings(config, &model);
     let (mut index, provenance) = if path.is_file() {
@@ -166,12 +180,36 @@ pub fn load_index(
     Ok((index, provenance))
 }
 
-/// The configured model's files and its ONNX session.
+/// The configured model's files (`model.variant` of `model.dir`) and its ONNX session.
 pub fn embedder(config: &Config) -> Result<(ModelFiles, Embedder), LoadError> {
+    variant_embedder(config, "model.variant".into())
+}
+
+/// [`embedder`], naming `field` as the setting that chose the variant when its file is
+/// missing.
+fn variant_embedder(config: &Config, field: String) -> Result<(ModelFiles, Embedder), LoadError> {
     let env = runtime::environment(Some(&config.model.ort_dylib_path))?;
-    let model = ModelFiles::load(&config.model.dir)?;
+    let model = model_files(config, field)?;
     let embedder = model_embedder(env, &model, session_options(config))?;
     Ok((model, embedder))
+}
+
+/// The files of `model.variant` in `model.dir`; `field` names the setting in the error
+/// when the variant's file is missing.
+pub fn model_files(config: &Config, field: String) -> Result<ModelFiles, LoadError> {
+    let variant = config.model.variant;
+    let path = config.model.dir.join(variant.file_name());
+    // model.onnx missing stays the model folder's own error; a missing variant is the
+    // setting's.
+    if variant != ModelVariant::Fp32 && !path.is_file() {
+        return Err(LoadError::MissingVariant {
+            field,
+            variant,
+            path,
+            dir: config.model.dir.clone(),
+        });
+    }
+    Ok(ModelFiles::load_variant(&config.model.dir, variant)?)
 }
 
 /// The ONNX session of a model folder, reading the input and outputs its gate config names.
@@ -274,13 +312,14 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
     }
 }
 
-/// The configured artifact; else the gate folder's `index.lof` when it has one; else
+/// The configured artifact; else the gate folder's index of the model's variant
+/// (`index.lof`, `index.int8.lof`) when it has one; else
 /// one per model (and gate config) hash and k in the cache folder.
 pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
     if !config.index.path.as_os_str().is_empty() {
         return config.index.path.clone();
     }
-    let in_folder = model.dir.join(GATE_INDEX_FILE);
+    let in_folder = model.dir.join(model.variant.gate_index_file());
     if model.gate.is_some() && in_folder.is_file() {
         return in_folder;
     }
@@ -297,7 +336,8 @@ pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
     Path::new(&config.index.cache_dir).join(name)
 }
 
-/// A built index's file name inside a gate folder (`oodgate index build --gate` writes it).
+/// A built index's file name inside a gate folder (`oodgate index build --gate` writes
+/// it) for the fp32 model; [`ModelVariant::gate_index_file`] names each variant's.
 pub const GATE_INDEX_FILE: &str = "index.lof";
 
 /// What to build an index from, when not the gate's own `[reference]` and

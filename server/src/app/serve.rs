@@ -282,6 +282,7 @@ fn log_loaded(gate: &str, detector: &Detector) {
         gate,
         model = %detector.model.name,
         sha256 = %detector.model.sha256,
+        variant = detector.model.variant.as_str(),
         layout = embedder.input.layout.as_str(),
         height = embedder.input.height,
         width = embedder.input.width,

@@ -22,12 +22,53 @@ pub enum ModelError {
     Gate(#[from] GateError),
 }
 
+/// Which of a folder's ONNX files to serve: the model as trained, or its int8 version
+/// (`train/quantize.py` writes it beside the first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelVariant {
+    /// `model.onnx`. An empty string in the config means this one too.
+    #[default]
+    #[serde(alias = "")]
+    Fp32,
+    /// `model.int8.onnx`.
+    Int8,
+}
+
+impl ModelVariant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        }
+    }
+
+    /// The ONNX file in the model folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "model.onnx",
+            Self::Int8 => "model.int8.onnx",
+        }
+    }
+
+    /// A built index's file name inside a gate folder: each variant embeds differently,
+    /// so each has its own.
+    pub fn gate_index_file(self) -> &'static str {
+        match self {
+            Self::Fp32 => "index.lof",
+            Self::Int8 => "index.int8.lof",
+        }
+    }
+}
+
 /// The files of one model, read and checked, before ONNX Runtime sees them.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     /// Folder name unless the card names it.
     pub name: String,
     pub onnx_path: PathBuf,
+    /// Which ONNX file of the folder `onnx_path` is.
+    pub variant: ModelVariant,
     /// SHA-256 of the ONNX file: ties an index artifact to the model it was built for.
     pub sha256: String,
     pub classes: Vec<String>,
@@ -47,8 +88,15 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
 }
 
 impl ModelFiles {
+    /// The folder's `model.onnx`.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let onnx_path = dir.join("model.onnx");
+        Self::load_variant(dir, ModelVariant::Fp32)
+    }
+
+    /// The folder's ONNX file of `variant`; the hash is that file's, so an index built
+    /// from one variant's embeddings is never served with another.
+    pub fn load_variant(dir: &Path, variant: ModelVariant) -> Result<Self, ModelError> {
+        let onnx_path = dir.join(variant.file_name());
         let sha256 = hex::encode(Sha256::digest(read(&onnx_path)?));
 
         let classes_path = dir.join("classes.json");
@@ -84,6 +132,7 @@ impl ModelFiles {
         Ok(Self {
             name,
             onnx_path,
+            variant,
             sha256,
             classes,
             card,

@@ -14,6 +14,8 @@ pub(crate) struct ModelView {
     pub gate: String,
     pub model_name: String,
     pub model_sha256: String,
+    /// "fp32" or "int8": which ONNX file of the folder serves.
+    pub model_variant: &'static str,
     pub input_layout: &'static str,
     pub input_height: u32,
     pub input_width: u32,
@@ -48,6 +50,7 @@ impl ModelView {
             gate: gate.to_owned(),
             model_name: detector.model.name.clone(),
             model_sha256: detector.model.sha256.clone(),
+            model_variant: detector.model.variant.as_str(),
             input_layout: input.layout.as_str(),
             input_height: input.height,
             input_width: input.width,
