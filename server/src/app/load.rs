@@ -218,6 +218,7 @@ pub fn session_options(config: &Config) -> SessionOptions {
         intra_threads: config.model.intra_threads,
         optimization_level: config.model.optimization_level,
         intra_spinning: config.model.intra_spinning,
+        small_batch_max: config.model.small_batch_max,
     }
 }
 
