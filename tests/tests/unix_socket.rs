@@ -21,9 +21,15 @@ fn mixed_request() -> v1::DetectRequest {
     let fashion = data()
         .fashion_mnist(oodgate_datasets::Split::Test)
         .expect("Fashion-MNIST test set");
-    request.images.extend(
-        (0..8).map(|i| raw_image(&format!("fashion-{i}"), 28, 28, 1, fashion.image(i).to_vec())),
-    );
+    request.images.extend((0..8).map(|i| {
+        raw_image(
+            &format!("fashion-{i}"),
+            28,
+            28,
+            1,
+            fashion.image(i).to_vec(),
+        )
+    }));
     request
 }
 
@@ -45,7 +51,10 @@ fn assert_same(over: &str, got: &[(String, Answer)], expected: &[(String, Answer
             (Answer::Accepted { .. }, Answer::Accepted { .. })
                 | (Answer::Rejected { .. }, Answer::Rejected { .. })
         );
-        assert!(same_kind && a.class() == b.class(), "{over}: {id}: {a:?} vs {b:?}");
+        assert!(
+            same_kind && a.class() == b.class(),
+            "{over}: {id}: {a:?} vs {b:?}"
+        );
         let (x, y) = (a.lof_score().unwrap(), b.lof_score().unwrap());
         assert!((x - y).abs() <= 1e-9 * y.abs(), "{over}: {id}: {x} vs {y}");
     }
@@ -121,10 +130,20 @@ fn the_sockets_answer_as_tcp_does_and_are_removed_at_shutdown() {
     let unix = format!("{UNIX_SCHEME}{}", grpc_path.display());
     runtime().block_on(async {
         let mut tcp = server.client().await;
-        let expected = answers(&tcp.detect(request.clone()).await.unwrap().into_inner().verdicts);
+        let expected = answers(
+            &tcp.detect(request.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .verdicts,
+        );
         assert!(
-            expected.iter().any(|(_, a)| matches!(a, Answer::Accepted { .. }))
-                && expected.iter().any(|(_, a)| matches!(a, Answer::Rejected { .. })),
+            expected
+                .iter()
+                .any(|(_, a)| matches!(a, Answer::Accepted { .. }))
+                && expected
+                    .iter()
+                    .any(|(_, a)| matches!(a, Answer::Rejected { .. })),
             "the request should get both verdicts: {expected:?}"
         );
 
@@ -168,8 +187,16 @@ fn the_sockets_answer_as_tcp_does_and_are_removed_at_shutdown() {
                 Answer::Rejected { .. } => "reject",
                 Answer::Error(_) => "error",
             };
-            assert_eq!(verdict["outcome"], json!(outcome), "HTTP socket: {id}: {verdict}");
-            assert_eq!(verdict["class_index"], json!(want.class()), "HTTP socket: {id}");
+            assert_eq!(
+                verdict["outcome"],
+                json!(outcome),
+                "HTTP socket: {id}: {verdict}"
+            );
+            assert_eq!(
+                verdict["class_index"],
+                json!(want.class()),
+                "HTTP socket: {id}"
+            );
             let lof = verdict["lof"]["score"].as_f64().expect("a LOF score");
             let expected_lof = want.lof_score().unwrap();
             assert!(
@@ -180,8 +207,14 @@ fn the_sockets_answer_as_tcp_does_and_are_removed_at_shutdown() {
     });
 
     drop(server);
-    assert!(!grpc_path.exists(), "the gRPC socket file outlived the server");
-    assert!(!http_path.exists(), "the HTTP socket file outlived the server");
+    assert!(
+        !grpc_path.exists(),
+        "the gRPC socket file outlived the server"
+    );
+    assert!(
+        !http_path.exists(),
+        "the HTTP socket file outlived the server"
+    );
 }
 
 /// Anything but a socket at a configured path stays as it is, and the error names the

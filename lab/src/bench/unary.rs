@@ -47,7 +47,11 @@ fn measure(
     socket: &std::path::Path,
     picks: &[usize],
 ) -> anyhow::Result<UnaryTransports> {
-    let unix = format!("{}{}", oodgate_replay::replay::UNIX_SCHEME, socket.display());
+    let unix = format!(
+        "{}{}",
+        oodgate_replay::replay::UNIX_SCHEME,
+        socket.display()
+    );
     let sets = super::service::Replayer::sets(ctx, None)?;
     let request = |i: usize| {
         let (s, j) = ctx.images.locate(i);
@@ -169,8 +173,7 @@ fn model_runs(
 pub(super) fn summary_rows(u: &UnaryTransports) -> String {
     let mut s = String::new();
     let local = &u.in_process_ms;
-    for (transport, unary, p50_goal) in [("TCP", &u.tcp_ms, 1.5), ("Unix socket", &u.uds_ms, 1.3)]
-    {
+    for (transport, unary, p50_goal) in [("TCP", &u.tcp_ms, 1.5), ("Unix socket", &u.uds_ms, 1.3)] {
         for (q, goal, over, under) in [
             ("p50", p50_goal, unary.p50, local.p50),
             ("p99", 1.5, unary.p99, local.p99),
@@ -194,11 +197,20 @@ pub(super) fn section(u: &UnaryTransports) -> String {
          call over TCP and one over the socket, one right after the other, the order rotating.\n\n\
          | what | n | p50 ms | p90 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- | --- |\n",
     );
-    s += &row("in-process, one image (`embed` + `score` + `judge`)", &u.in_process_ms);
+    s += &row(
+        "in-process, one image (`embed` + `score` + `judge`)",
+        &u.in_process_ms,
+    );
     s += &row("unary `Detect` over loopback TCP", &u.tcp_ms);
     s += &row("unary `Detect` over the Unix socket", &u.uds_ms);
-    s += &row("`GetModelInfo` over loopback TCP (the floor)", &u.tcp_floor_ms);
-    s += &row("`GetModelInfo` over the Unix socket (the floor)", &u.uds_floor_ms);
+    s += &row(
+        "`GetModelInfo` over loopback TCP (the floor)",
+        &u.tcp_floor_ms,
+    );
+    s += &row(
+        "`GetModelInfo` over the Unix socket (the floor)",
+        &u.uds_floor_ms,
+    );
     s += &row(
         &format!(
             "model run of one image, {} intra-op threads",
@@ -231,7 +243,10 @@ mod tests {
     use super::*;
 
     fn stats(ms: &[f64]) -> LatencyStats {
-        let samples: Vec<Duration> = ms.iter().map(|&m| Duration::from_secs_f64(m / 1e3)).collect();
+        let samples: Vec<Duration> = ms
+            .iter()
+            .map(|&m| Duration::from_secs_f64(m / 1e3))
+            .collect();
         LatencyStats::of(&samples)
     }
 
@@ -259,9 +274,15 @@ mod tests {
         };
         assert!(row("| unary `Detect` over TCP / in-process, p50").ends_with("| yes |"));
         let socket = row("| unary `Detect` over Unix socket / in-process, p50");
-        assert!(socket.contains("<= 1.3x | 1.40x") && socket.ends_with("| **no** |"), "{socket}");
+        assert!(
+            socket.contains("<= 1.3x | 1.40x") && socket.ends_with("| **no** |"),
+            "{socket}"
+        );
         assert_eq!(rows.lines().count(), 4);
         let section = section(&u);
-        assert!(section.contains("| unary `Detect` over the Unix socket | 3 | 0.56 |"), "{section}");
+        assert!(
+            section.contains("| unary `Detect` over the Unix socket | 3 | 0.56 |"),
+            "{section}"
+        );
     }
 }

@@ -216,12 +216,8 @@ pub async fn run(
     };
     // All servers as one task: any failing ends the service.
     let mut server = tokio::spawn(async move {
-        let (grpc, http, grpc_uds, http_uds) = tokio::join!(
-            server,
-            http,
-            optional(grpc_uds),
-            optional(http_uds)
-        );
+        let (grpc, http, grpc_uds, http_uds) =
+            tokio::join!(server, http, optional(grpc_uds), optional(http_uds));
         grpc.context("gRPC server")?;
         http.context("HTTP server")?;
         grpc_uds.context("gRPC server (Unix socket)")?;

@@ -52,10 +52,7 @@ fn remove_stale(field: &str, path: &Path) -> anyhow::Result<()> {
     // A socket that accepts a connection belongs to a running server: taking its path
     // would silently cut it off from new callers.
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!(
-            "{field}: another server is listening on {}",
-            path.display()
-        );
+        bail!("{field}: another server is listening on {}", path.display());
     }
     std::fs::remove_file(path)
         .with_context(|| format!("{field}: cannot remove the stale socket {}", path.display()))
@@ -112,7 +109,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("server.http_uds") && err.contains("not a socket"), "{err}");
+        assert!(
+            err.contains("server.http_uds") && err.contains("not a socket"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
 
         let live = dir.path().join("live.sock");
