@@ -30,6 +30,9 @@ struct Cli {
     /// Server address.
     #[arg(long, env = "OODGATE_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// The server's gRPC Unix socket (its `server.grpc_uds`); when given, --addr is not used.
+    #[arg(long, conflicts_with = "ca")]
+    uds: Option<PathBuf>,
     /// PEM CA certificate of the server (TLS; use an https:// address).
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -109,8 +112,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         None => None,
     };
+    let endpoint = match &cli.uds {
+        Some(path) => format!("{}{}", oodgate_replay::replay::UNIX_SCHEME, path.display()),
+        None => cli.addr.clone(),
+    };
     let target = Target {
-        endpoint: cli.addr.clone(),
+        endpoint,
         tls,
         token: cli.token.clone(),
     };

@@ -1,6 +1,7 @@
 //! Streams image sets through a server over one or more concurrent `DetectStream`
 //! calls and records every verdict and every request's round-trip time.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -117,7 +118,8 @@ pub struct Replay {
 /// certificate), with or without a bearer token.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
-    /// `http://host:port`, or `https://host:port` with TLS.
+    /// `http://host:port`, or `https://host:port` with TLS, or `unix:PATH` for the
+    /// server's Unix socket (`server.grpc_uds`; plaintext).
     pub endpoint: String,
     pub tls: Option<ClientTls>,
     pub token: Option<String>,
@@ -168,9 +170,28 @@ impl tonic::service::Interceptor for Bearer {
 
 pub type Client = DetectorClient<InterceptedService<Channel, Bearer>>;
 
+/// The scheme of a Unix-socket endpoint, as gRPC names them (`unix:/run/oodgate.sock`,
+/// or `unix:///run/oodgate.sock`).
+pub const UNIX_SCHEME: &str = "unix:";
+
 impl Target {
+    /// The socket path of a `unix:` endpoint.
+    pub fn unix_socket(&self) -> Option<PathBuf> {
+        let rest = self.endpoint.strip_prefix(UNIX_SCHEME)?;
+        // `unix:///abs` is the URI form of `unix:/abs`.
+        Some(PathBuf::from(rest.strip_prefix("//").unwrap_or(rest)))
+    }
+
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = &self.endpoint;
+        if let Some(path) = self.unix_socket() {
+            if self.tls.is_some() {
+                bail!("TLS is not offered on a Unix socket ({endpoint})");
+            }
+            return unix_channel(path)
+                .await
+                .with_context(|| format!("cannot connect to {endpoint}"));
+        }
         let mut builder = Channel::from_shared(endpoint.clone())
             .with_context(|| format!("bad server address {endpoint:?}"))?;
         if let Some(tls) = &self.tls {
@@ -201,6 +222,20 @@ impl Target {
         };
         Ok(Bearer(value))
     }
+}
+
+/// A channel whose connections go to the Unix socket at `path`.
+async fn unix_channel(path: PathBuf) -> Result<Channel, tonic::transport::Error> {
+    // The URI only satisfies the builder: the connector below dials the socket.
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
 }
 
 /// Connects with message limits large enough for big batches.

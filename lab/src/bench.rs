@@ -27,6 +27,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 mod two_gates;
+mod unary;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -270,6 +271,7 @@ pub fn run(
         in_process_scores(detector.search),
         &mut log,
     )?;
+    let unary_transports = unary::run(&ctx, config, &replayer, &picks, &mut log)?;
     log.stage("pipeline limit (embed + LOF), second measurement");
     let limit_after =
         in_process::pipeline_limit(detector, images, &limit_batches, detector.search)?;
@@ -351,6 +353,7 @@ pub fn run(
         first_start,
         scaling: Some(scaling),
         int8,
+        unary_transports: Some(unary_transports),
     };
     let results_path = ctx.work.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&results)?)?;

@@ -21,6 +21,7 @@ pub use self::api::grpc::detect_input;
 pub use self::app::config::{self, Config};
 pub use self::app::load;
 pub use self::app::serve::{self, Listeners, Signal};
+pub use self::app::unix_socket::{SocketFile, UnixSocket};
 pub use self::core::detector::{Detector, ThresholdSpec, argmax};
 pub use self::core::embed::{Embedder, ModelIo, SessionOptions, embed_dataset};
 pub use self::core::gate;

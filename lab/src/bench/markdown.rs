@@ -16,6 +16,10 @@ pub(crate) fn markdown(r: &BenchResults) -> String {
         against_sklearn(r),
         seed_stack(r),
         latency(r),
+        r.unary_transports
+            .as_ref()
+            .map(super::unary::section)
+            .unwrap_or_default(),
         startup(r),
         scaling(r.scaling.as_ref()),
         METHOD.to_owned(),
@@ -23,7 +27,7 @@ pub(crate) fn markdown(r: &BenchResults) -> String {
     .concat()
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok { "yes" } else { "**no**" }
 }
 
@@ -154,6 +158,9 @@ fn summary(r: &BenchResults) -> String {
             first.default_gate_seconds,
             met(t <= 5.0)
         );
+    }
+    if let Some(u) = &r.unary_transports {
+        s += &super::unary::summary_rows(u);
     }
     s
 }
@@ -422,7 +429,7 @@ fn seed_stack(r: &BenchResults) -> String {
     s
 }
 
-fn latency_row(name: &str, v: &LatencyStats) -> String {
+pub(super) fn latency_row(name: &str, v: &LatencyStats) -> String {
     format!(
         "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
         v.n, v.p50, v.p90, v.p99, v.max

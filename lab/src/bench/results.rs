@@ -51,6 +51,31 @@ pub(crate) struct BenchResults {
     /// before the stage existed, and when the gate has no int8 model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int8: Option<Int8Comparison>,
+    /// Unary calls over TCP and over a Unix socket, next to in-process (absent from runs
+    /// made before the stage existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unary_transports: Option<UnaryTransports>,
+}
+
+/// One image per call over loopback TCP and over the server's Unix socket, each next to
+/// the in-process path for the same image; the round-trip floor over both; the model
+/// run of one image on the configured thread pool and on one thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct UnaryTransports {
+    /// The server's `model.small_batch_max` and `model.intra_threads`.
+    pub small_batch_max: usize,
+    pub intra_threads: usize,
+    pub in_process_ms: LatencyStats,
+    pub tcp_ms: LatencyStats,
+    pub uds_ms: LatencyStats,
+    /// `GetModelInfo` (no model work) over each.
+    pub tcp_floor_ms: LatencyStats,
+    pub uds_floor_ms: LatencyStats,
+    /// The server's own per-request means over the unary calls of both transports.
+    pub inside_server_mean_ms: ServerStageMeans,
+    /// `Embedder::run` on one image: `model.intra_threads` threads, and one thread.
+    pub model_run_pooled_ms: LatencyStats,
+    pub model_run_one_thread_ms: LatencyStats,
 }
 
 /// Where and when the run happened, and the load average at each stage.

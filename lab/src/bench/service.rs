@@ -39,7 +39,7 @@ impl Replayer {
     }
 
     /// The three test sets, or their first `limit` images each.
-    fn sets(ctx: &Context, limit: Option<usize>) -> anyhow::Result<Arc<Vec<ReplaySet>>> {
+    pub(super) fn sets(ctx: &Context, limit: Option<usize>) -> anyhow::Result<Arc<Vec<ReplaySet>>> {
         let mut v = Vec::new();
         for name in SET_NAMES {
             let mut s = ReplaySet::load(name, &ctx.images.data)?;
@@ -250,11 +250,11 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
 }
 
 /// Sums and counts of the server's per-request time histograms (its /metrics).
-struct StageSeconds(BTreeMap<String, (f64, f64)>);
+pub(super) struct StageSeconds(BTreeMap<String, (f64, f64)>);
 
 impl StageSeconds {
     /// Mean milliseconds per request of each histogram, over the requests since `before`.
-    fn mean_ms_since(&self, before: &StageSeconds) -> ServerStageMeans {
+    pub(super) fn mean_ms_since(&self, before: &StageSeconds) -> ServerStageMeans {
         let mean = |name: &str| {
             let (sum, count) = self.0.get(name).copied()?;
             let (sum0, count0) = before.0.get(name).copied().unwrap_or_default();
@@ -272,7 +272,7 @@ impl StageSeconds {
 
 /// Reads the server's stage histograms (`stage` label) and its whole-request one
 /// (`handler`) from /metrics.
-fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
+pub(super) fn server_stage_seconds(http: &str) -> anyhow::Result<StageSeconds> {
     let mut found: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for sample in scrape(http)? {
         let Some((metric, is_sum)) = histogram_part(&sample.name) else {

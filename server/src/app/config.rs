@@ -53,6 +53,9 @@ pub struct ModelConfig {
     /// Let idle ONNX Runtime threads spin for the next run. Off: between runs they
     /// would take the cores that LOF scoring, decoding and gRPC need.
     pub intra_spinning: bool,
+    /// Batches of at most this many images run on a second ONNX Runtime session with
+    /// one intra-op thread (a lone image: no hand-offs between threads); 0: off.
+    pub small_batch_max: usize,
 }
 
 /// One more gate: a model folder served beside the default one.
@@ -136,6 +139,11 @@ pub struct ServerConfig {
     pub grpc_addr: String,
     /// The HTTP side: /metrics, /healthz, /readyz.
     pub http_addr: String,
+    /// A Unix-domain socket serving gRPC too, for callers on the same host (a sidecar):
+    /// no TCP stack on the way. Empty: none. Plaintext whatever `tls` says.
+    pub grpc_uds: PathBuf,
+    /// The same for the HTTP side. Empty: none.
+    pub http_uds: PathBuf,
     /// Largest number of images in one request.
     pub max_images_per_request: usize,
     /// Largest width or height of an image, raw or decoded.
@@ -206,6 +214,7 @@ impl Default for Config {
                 intra_threads: session.intra_threads,
                 optimization_level: session.optimization_level,
                 intra_spinning: session.intra_spinning,
+                small_batch_max: session.small_batch_max,
             },
             // Served beside the digits by default; `[gates.fashion] enabled = false`
             // (or OODGATE_GATES__FASHION__ENABLED=false) serves the digits alone.
@@ -232,6 +241,8 @@ impl Default for Config {
             server: ServerConfig {
                 grpc_addr: "127.0.0.1:50051".into(),
                 http_addr: "127.0.0.1:8080".into(),
+                grpc_uds: PathBuf::new(),
+                http_uds: PathBuf::new(),
                 max_images_per_request: 1024,
                 max_image_side: limits.max_side,
                 max_image_pixels: limits.max_pixels,
@@ -443,6 +454,13 @@ impl Config {
                 return bad(format!("{name} must be ip:port, got {addr:?}"));
             }
         }
+        let (grpc_uds, http_uds) = (&self.server.grpc_uds, &self.server.http_uds);
+        if !grpc_uds.as_os_str().is_empty() && grpc_uds == http_uds {
+            return bad(format!(
+                "server.grpc_uds and server.http_uds must differ, both are {}",
+                grpc_uds.display()
+            ));
+        }
         Ok(())
     }
 
@@ -591,6 +609,27 @@ mod tests {
         let mut c = with_gate("plain", "models/mnist-plain");
         c.batching.queue_capacity = 1024;
         assert!(message(c).contains("2 gates x server.max_images_per_request"));
+    }
+
+    #[test]
+    fn unix_sockets_are_off_by_default_and_set_from_the_environment() {
+        let c = Config::load_with(None, []).unwrap();
+        assert!(c.server.grpc_uds.as_os_str().is_empty());
+        assert!(c.server.http_uds.as_os_str().is_empty());
+        let env = [
+            ("OODGATE_SERVER__GRPC_UDS", "/run/oodgate/grpc.sock"),
+            ("OODGATE_SERVER__HTTP_UDS", "/run/oodgate/http.sock"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load_with(None, env).unwrap();
+        assert_eq!(c.server.grpc_uds, PathBuf::from("/run/oodgate/grpc.sock"));
+        assert_eq!(c.server.http_uds, PathBuf::from("/run/oodgate/http.sock"));
+
+        let mut c = Config::default();
+        c.server.grpc_uds = "/run/oodgate.sock".into();
+        c.server.http_uds = "/run/oodgate.sock".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.grpc_uds and server.http_uds"), "{err}");
     }
 
     #[test]

@@ -265,6 +265,7 @@ pub fn session_options(config: &Config) -> SessionOptions {
         intra_threads: config.model.intra_threads,
         optimization_level: config.model.optimization_level,
         intra_spinning: config.model.intra_spinning,
+        small_batch_max: config.model.small_batch_max,
     }
 }
 

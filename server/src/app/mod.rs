@@ -5,3 +5,4 @@ pub mod config;
 pub mod load;
 pub(crate) mod reload;
 pub mod serve;
+pub(crate) mod unix_socket;

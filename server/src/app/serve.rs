@@ -6,7 +6,7 @@
 //! The caller owns the sockets and the signals (`main` binds the configured addresses
 //! and turns SIGHUP, SIGINT and SIGTERM into signals; a test binds port 0 and sends them).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::api::security::{TlsFiles, Token};
 use crate::app::config::Config;
 use crate::app::load;
 use crate::app::reload::{self, Reloader};
+use crate::app::unix_socket::UnixSocket;
 use crate::core::detector::Detector;
 use crate::core::pipeline::Pipeline;
 use crate::metrics;
@@ -42,14 +43,19 @@ pub enum Signal {
     Shutdown,
 }
 
-/// The two sockets the service answers on.
+/// The sockets the service answers on: TCP always, Unix sockets when configured.
 pub struct Listeners {
     pub grpc: tokio::net::TcpListener,
     pub http: std::net::TcpListener,
+    /// `server.grpc_uds`, when set.
+    pub grpc_uds: Option<UnixSocket>,
+    /// `server.http_uds`, when set.
+    pub http_uds: Option<UnixSocket>,
 }
 
 impl Listeners {
-    /// Binds `server.grpc_addr` and `server.http_addr` (port 0: a free port).
+    /// Binds `server.grpc_addr` and `server.http_addr` (port 0: a free port), and
+    /// `server.grpc_uds` and `server.http_uds` when set.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let grpc_addr = &config.server.grpc_addr;
         let grpc = tokio::net::TcpListener::bind(grpc_addr)
@@ -59,7 +65,17 @@ impl Listeners {
         let http = std::net::TcpListener::bind(http_addr)
             .with_context(|| format!("cannot listen on {http_addr}"))?;
         http.set_nonblocking(true)?;
-        Ok(Self { grpc, http })
+        let unix = |field: &str, path: &Path| {
+            (!path.as_os_str().is_empty())
+                .then(|| UnixSocket::bind(field, path))
+                .transpose()
+        };
+        Ok(Self {
+            grpc,
+            http,
+            grpc_uds: unix("server.grpc_uds", &config.server.grpc_uds)?,
+            http_uds: unix("server.http_uds", &config.server.http_uds)?,
+        })
     }
 }
 
@@ -98,12 +114,14 @@ pub async fn run(
     let Listeners {
         grpc: listener,
         http: http_listener,
+        grpc_uds,
+        http_uds,
     } = listeners;
     let local = listener.local_addr()?;
     // Tests and scripts read this line to find the port when grpc_addr asks for port 0.
     tracing::info!(addr = %local, tls = tls.is_some(), auth = token.enabled(), "gRPC listening");
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut builder = Server::builder()
         .max_concurrent_streams(config.server.max_streams as u32)
         .layer(tower::util::MapResponseLayer::new(
@@ -112,7 +130,7 @@ pub async fn run(
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.grpc()).context("gRPC TLS")?;
     }
-    let server = builder
+    let routes = builder
         .add_service(InterceptedService::new(
             health_service,
             guard(config.auth.protect_health),
@@ -126,16 +144,29 @@ pub async fn run(
         .add_service(InterceptedService::new(
             AdminServer::new(AdminService::new(reloader.clone())),
             token.clone(),
-        ))
+        ));
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    // The same services, limits and shutdown on the Unix socket; no TLS there (the
+    // file's permissions guard it).
+    let mut socket_files = Vec::new();
+    let grpc_uds = grpc_uds.map(|socket| {
+        tracing::info!(path = %socket.file.path().display(), "gRPC Unix socket listening");
+        socket_files.push(socket.file);
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(socket.listener);
+        routes
+            .clone()
+            .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()))
+    });
+    let server = routes
         // Without TCP_NODELAY a unary response's last frame waits for the client's
         // delayed ACK: measured 44 ms p50 for one image instead of about 2 ms.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
                 .map(|accepted| accepted.map(LingeringClose::new)),
-            async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            },
+            stopped(stop_rx.clone()),
         );
 
     tracing::info!(addr = %http_listener.local_addr()?, tls = tls.is_some(), "HTTP listening");
@@ -149,6 +180,15 @@ pub async fn run(
             metrics: guard(config.auth.protect_metrics),
         },
     ));
+    let http_uds = http_uds.map(|socket| {
+        tracing::info!(path = %socket.file.path().display(), "HTTP Unix socket listening");
+        socket_files.push(socket.file);
+        axum::serve(socket.listener, app.clone())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future()
+    });
+    // Removed when this function returns, after the servers have stopped.
+    let _socket_files = socket_files;
     let http_handle = axum_server::Handle::new();
     let http = {
         let handle = http_handle.clone();
@@ -174,11 +214,14 @@ pub async fn run(
             }
         }
     };
-    // Both servers as one task: either failing ends the service.
+    // All servers as one task: any failing ends the service.
     let mut server = tokio::spawn(async move {
-        let (grpc, http) = tokio::join!(server, http);
+        let (grpc, http, grpc_uds, http_uds) =
+            tokio::join!(server, http, optional(grpc_uds), optional(http_uds));
         grpc.context("gRPC server")?;
         http.context("HTTP server")?;
+        grpc_uds.context("gRPC server (Unix socket)")?;
+        http_uds.context("HTTP server (Unix socket)")?;
         anyhow::Ok(())
     });
     // Whichever way this function returns, the servers do not outlive it.
@@ -261,6 +304,14 @@ pub async fn run(
         ),
     }
     Ok(())
+}
+
+/// A server that may not be configured: `Ok` at once when it is not.
+async fn optional<E>(served: Option<impl Future<Output = Result<(), E>>>) -> Result<(), E> {
+    match served {
+        Some(served) => served.await,
+        None => Ok(()),
+    }
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

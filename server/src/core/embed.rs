@@ -38,6 +38,10 @@ pub struct SessionOptions {
     pub optimization_level: u8,
     /// Whether idle intra-op threads spin waiting for the next run.
     pub intra_spinning: bool,
+    /// Batches of at most this many images run on a second session with one intra-op
+    /// thread; 0: no second session. At a lone image, waking the pool's threads for
+    /// each operator costs more than they save.
+    pub small_batch_max: usize,
 }
 
 impl Default for SessionOptions {
@@ -46,9 +50,13 @@ impl Default for SessionOptions {
             intra_threads: 2,
             optimization_level: 3,
             intra_spinning: false,
+            small_batch_max: SMALL_BATCH_MAX,
         }
     }
 }
+
+/// The default [`SessionOptions::small_batch_max`].
+const SMALL_BATCH_MAX: usize = 4;
 
 /// The model's outputs for a batch of n images, row-major.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +69,9 @@ pub struct Embedder {
     /// `Session::run` takes `&mut self`; one batch runs at a time and ONNX Runtime's
     /// own thread pool parallelises inside it.
     session: Mutex<Session>,
+    /// The one-thread session for batches of at most `small_batch_max` images.
+    small: Option<Mutex<Session>>,
+    small_batch_max: usize,
     input_name: String,
     embedding_output: String,
     class_output: ClassOutput,
@@ -238,10 +249,21 @@ impl Embedder {
                 message: "no such file".into(),
             });
         }
-        let session = build_session(env, path, options).map_err(|e| EmbedError::Load {
+        let load_error = |e: ort::Error| EmbedError::Load {
             path: shown.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let session = build_session(env, path, options).map_err(load_error)?;
+        let small = (options.small_batch_max > 0 && options.intra_threads > 1)
+            .then(|| {
+                let one_thread = SessionOptions {
+                    intra_threads: 1,
+                    ..options
+                };
+                build_session(env, path, one_thread).map(Mutex::new)
+            })
+            .transpose()
+            .map_err(load_error)?;
 
         let input = match &io.input {
             Some(name) => session
@@ -321,6 +343,8 @@ impl Embedder {
         let classes = output_width(class_field, io.classes.name())?;
         Ok(Self {
             session: Mutex::new(session),
+            small,
+            small_batch_max: options.small_batch_max,
             input_name,
             embedding_output: io.embedding.clone(),
             class_output: io.classes.clone(),
@@ -364,8 +388,12 @@ impl Embedder {
                 probabilities,
             })
         };
+        let session = match &self.small {
+            Some(small) if n <= self.small_batch_max => small,
+            _ => &self.session,
+        };
         // A poisoned lock only means another batch panicked; the session itself is fine.
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
         let out = run(&mut session).map_err(|e| EmbedError::Run(e.to_string()))?;
         if out.embeddings.len() != n * self.embedding_dim
             || out.probabilities.len() != n * self.classes
