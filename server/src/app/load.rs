@@ -337,10 +337,6 @@ pub fn index_path(config: &Config, model: &ModelFiles) -> PathBuf {
     Path::new(&config.index.cache_dir).join(name)
 }
 
-/// A built index's file name inside a gate folder (`oodgate index build --gate` writes
-/// it) for the fp32 model; [`ModelVariant::gate_index_file`] names each variant's.
-pub const GATE_INDEX_FILE: &str = "index.lof";
-
 /// What to build an index from, when not the gate's own `[reference]` and
 /// `[calibration]`: the sets `oodgate index build` was given (errors about them name
 /// its `--reference` and `--calibration`).
@@ -395,11 +391,7 @@ pub fn build_index(
         skip_unreadable: options.skip_unreadable,
         progress: options.progress,
     };
-    let reference_origin = match (&options.reference, gate) {
-        (Some(_), _) => Some("--reference".to_owned()),
-        (None, Some(gate)) => Some(field_origin(gate, "reference", &reference)),
-        (None, None) => None,
-    };
+    let reference_origin = set_origin(options.reference.is_some(), gate, "reference", &reference);
     let named = |origin: &Option<String>| {
         let origin = origin.clone();
         move |source: ReferenceError| match origin {
@@ -446,11 +438,7 @@ pub fn build_index(
     let calibration = match calibration {
         None => None,
         Some((source, rate)) => {
-            let origin = match (&options.calibration, gate) {
-                (Some(_), _) => Some("--calibration".to_owned()),
-                (None, Some(gate)) => Some(field_origin(gate, "calibration", &source)),
-                (None, None) => None,
-            };
+            let origin = set_origin(options.calibration.is_some(), gate, "calibration", &source);
             let held_out =
                 reference::embed_source(&source, embedder, read).map_err(named(&origin))?;
             let calibration = reference::calibrate(&index, held_out, rate)?;
@@ -472,6 +460,21 @@ pub fn build_index(
             calibration,
         },
     })
+}
+
+/// Where a set was named, for its errors: `--<section>` when the command line gave it,
+/// else the gate config's field; `None` for a model folder's default set.
+fn set_origin(
+    given: bool,
+    gate: Option<&GateConfig>,
+    section: &str,
+    source: &Source,
+) -> Option<String> {
+    match (given, gate) {
+        (true, _) => Some(format!("--{section}")),
+        (false, Some(gate)) => Some(field_origin(gate, section, source)),
+        (false, None) => None,
+    }
 }
 
 /// `<gate.toml>: <section>.<form>`, e.g. `models/x/gate.toml: reference.folder`.
