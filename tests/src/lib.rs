@@ -12,6 +12,36 @@ mod in_process;
 
 pub use in_process::{InProcessServer, config_toml};
 
+/// `oodgate export-embeddings` (with `env` set) into `out`, then scikit-learn's
+/// `LocalOutlierFactor(novelty=True)`, k = 20, on the exported training and query
+/// embeddings at `contaminations` (`tests/python/sklearn_lof.py`), written to
+/// `out/sklearn`. Returns what the script printed.
+pub fn export_and_run_sklearn(out: &Path, env: &[(&str, &str)], contaminations: &[&str]) -> String {
+    let root = workspace();
+    run(Command::new(binary("oodgate"))
+        .current_dir(&root)
+        .envs(env.iter().copied())
+        .arg("export-embeddings")
+        .arg("--out")
+        .arg(out));
+    run(Command::new(python())
+        .arg(root.join("tests/python/sklearn_lof.py"))
+        .args(["--k", "20", "--contamination"])
+        .args(contaminations)
+        .arg("--train")
+        .arg(out.join("train.npy"))
+        .arg("--queries")
+        .arg(out.join("queries.npy"))
+        .arg("--out")
+        .arg(out.join("sklearn")))
+}
+
+/// An `.npy` array, failing loudly with the path.
+pub fn read_npy<T: ndarray_npy::ReadNpyExt>(path: &Path) -> T {
+    T::read_npy(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
 /// The workspace root (models/, .venv/, .cache/ are relative to it).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

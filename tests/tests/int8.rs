@@ -4,13 +4,11 @@
 //! the start with an error naming the setting and the path. scikit-learn agrees with
 //! its index as with fp32's.
 
-use std::process::Command;
 use std::time::Duration;
 
 use ndarray::{Array1, Array2};
-use ndarray_npy::ReadNpyExt;
 use oodgate_e2e::{
-    InProcessServer, binary, digits_request, mnist_test, python, run, runtime,
+    InProcessServer, digits_request, export_and_run_sklearn, mnist_test, read_npy, runtime,
     serve_expecting_failure, workspace,
 };
 use oodgate_lof::{LofIndex, SearchMode};
@@ -136,31 +134,18 @@ fn the_int8_index_matches_scikit_learn() {
     let root = workspace();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
-    run(Command::new(binary("oodgate"))
-        .current_dir(&root)
-        .env("OODGATE_MODEL__VARIANT", "int8")
-        .arg("export-embeddings")
-        .arg("--out")
-        .arg(out));
+    export_and_run_sklearn(out, &[("OODGATE_MODEL__VARIANT", "int8")], &["0.01"]);
     let sklearn = out.join("sklearn");
-    run(Command::new(python())
-        .arg(root.join("tests/python/sklearn_lof.py"))
-        .args(["--k", "20", "--contamination", "0.01", "--train"])
-        .arg(out.join("train.npy"))
-        .arg("--queries")
-        .arg(out.join("queries.npy"))
-        .arg("--out")
-        .arg(&sklearn));
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sklearn.join("sklearn.json")).unwrap()).unwrap();
 
     let config = Config::default();
     let int8 = ModelFiles::load_variant(&root.join(&config.model.dir), ModelVariant::Int8).unwrap();
     let index = LofIndex::load(&root.join(index_path(&config, &int8)), &int8.sha256).unwrap();
-    let train: Array2<f32> = read(&out.join("train.npy"));
+    let train: Array2<f32> = read_npy(&out.join("train.npy"));
     assert_eq!(train, index.embeddings(), "export used another index");
-    let queries: Array2<f32> = read(&out.join("queries.npy"));
-    let expected: Array1<f64> = read(&sklearn.join("scores.npy"));
+    let queries: Array2<f32> = read_npy(&out.join("queries.npy"));
+    let expected: Array1<f64> = read_npy(&sklearn.join("scores.npy"));
     assert_eq!(queries.nrows(), 30_000);
 
     let ours = index.offset(0.01).unwrap();
@@ -179,9 +164,4 @@ fn the_int8_index_matches_scikit_learn() {
         worst <= 1e-4,
         "exact scores differ from scikit-learn by up to {worst:e}"
     );
-}
-
-fn read<T: ReadNpyExt>(path: &std::path::Path) -> T {
-    T::read_npy(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
 }

@@ -5,20 +5,12 @@
 //! Exact mode must match scikit-learn's scores within 1e-4 relative and its offset_;
 //! HNSW mode must give the same Classify/Reject verdict on at least 99.9 % of queries.
 
-use std::process::Command;
-
 use ndarray::{Array1, Array2};
-use ndarray_npy::ReadNpyExt;
-use oodgate_e2e::{binary, python, run, workspace};
+use oodgate_e2e::{export_and_run_sklearn, read_npy, workspace};
 use oodgate_lof::{LofIndex, SearchMode};
 use oodgate_server::ModelFiles;
 use oodgate_server::config::Config;
 use oodgate_server::load::index_path;
-
-fn read<T: ReadNpyExt>(path: &std::path::Path) -> T {
-    T::read_npy(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
-}
 
 #[test]
 fn lof_matches_scikit_learn() {
@@ -26,20 +18,8 @@ fn lof_matches_scikit_learn() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     // Builds (or loads the cached) index of the default model, then exports.
-    run(Command::new(binary("oodgate"))
-        .current_dir(&root)
-        .arg("export-embeddings")
-        .arg("--out")
-        .arg(out));
+    let printed = export_and_run_sklearn(out, &[], &["0.001", "0.01"]);
     let sklearn = out.join("sklearn");
-    let printed = run(Command::new(python())
-        .arg(root.join("tests/python/sklearn_lof.py"))
-        .args(["--k", "20", "--contamination", "0.001", "0.01", "--train"])
-        .arg(out.join("train.npy"))
-        .arg("--queries")
-        .arg(out.join("queries.npy"))
-        .arg("--out")
-        .arg(&sklearn));
     println!("scikit-learn: {}", printed.trim());
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sklearn.join("sklearn.json")).unwrap()).unwrap();
@@ -52,13 +32,13 @@ fn lof_matches_scikit_learn() {
     if !index.has_graph() {
         index.add_graph(false).unwrap();
     }
-    let queries: Array2<f32> = read(&out.join("queries.npy"));
-    let expected: Array1<f64> = read(&sklearn.join("scores.npy"));
+    let queries: Array2<f32> = read_npy(&out.join("queries.npy"));
+    let expected: Array1<f64> = read_npy(&sklearn.join("scores.npy"));
     assert_eq!(queries.nrows(), 30_000);
 
     // Training scores and offsets.
     let mut sk_training: Vec<f64> =
-        read::<Array1<f64>>(&sklearn.join("training_scores.npy")).to_vec();
+        read_npy::<Array1<f64>>(&sklearn.join("training_scores.npy")).to_vec();
     sk_training.sort_by(f64::total_cmp);
     let worst_training = index
         .sorted_training_scores()
