@@ -4,8 +4,6 @@
 //! separation of each out-of-distribution set (AUROC, rejection at 99 % of MNIST test
 //! accepted).
 
-use std::time::Instant;
-
 use oodgate_datasets::{Dataset, SynthSet};
 use oodgate_lof::{auroc, rejected_fraction, threshold_accepting};
 use oodgate_replay::ReplaySet;
@@ -14,6 +12,7 @@ use oodgate_server::preprocess::prepare_dataset;
 use oodgate_server::{Detector, ModelVariant, argmax};
 
 use super::in_process::{SET_NAMES, TestImages, ort_sweep};
+use super::markdown::met;
 use super::results::{Int8Comparison, Int8Separation, Int8Set, OrtSweep};
 use super::service::{Replayer, start_server, stop_server};
 use super::{Context, Log};
@@ -162,41 +161,16 @@ fn stream(
     let log = ctx.work.join(format!("serve-{}.log", variant.as_str()));
     let server = start_server(ctx.config_file, &log, &env)?;
     let measured = (|| {
-        let sets = |n: Option<usize>| -> anyhow::Result<Vec<ReplaySet>> {
-            SET_NAMES
-                .iter()
-                .map(|name| {
-                    let mut s = ReplaySet::load(name, &ctx.images.data)?;
-                    if let Some(n) = n {
-                        s.truncate(n);
-                    }
-                    Ok(s)
-                })
-                .collect()
-        };
-        let warm_up = std::sync::Arc::new(sets(Some(300))?);
-        let all = sets(limit)?;
+        let all = Replayer::sets(ctx, limit)?;
         let images: usize = all.iter().map(ReplaySet::len).sum();
-        let rt = &replayer.rt;
-        rt.block_on(oodgate_replay::replay(
-            &server.endpoint,
-            warm_up,
-            replayer.options.clone(),
-        ))?;
-        let started = Instant::now();
-        let replay = rt.block_on(oodgate_replay::replay(
-            &server.endpoint,
-            std::sync::Arc::new(all),
-            replayer.options.clone(),
-        ))?;
+        eprint!("  {}:", variant.as_str());
+        let replay = replayer.stream_all(ctx, &server.endpoint, all)?;
         let answered: usize = replay.answers.iter().map(Vec::len).sum();
         anyhow::ensure!(
             answered == images,
             "{variant:?} server answered {answered} of {images} images"
         );
-        let rate = images as f64 / started.elapsed().as_secs_f64();
-        eprintln!("  {}: {rate:.0} images/s", variant.as_str());
-        Ok((images, rate))
+        Ok((images, images as f64 / replay.elapsed.as_secs_f64()))
     })();
     stop_server(server)?;
     measured
@@ -296,10 +270,6 @@ fn accuracy(classes: &[usize], labels: &[u8]) -> f64 {
 
 fn share(flags: &[bool]) -> f64 {
     flags.iter().filter(|f| **f).count() as f64 / flags.len().max(1) as f64
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "yes" } else { "**no**" }
 }
 
 /// The summary table's rows, one per goal.

@@ -52,12 +52,13 @@ impl Replayer {
     }
 
     /// A warm-up of 300 images of each set, then all of `all`.
-    fn stream_all(
+    pub(super) fn stream_all(
         &self,
         ctx: &Context,
         endpoint: &str,
         all: Arc<Vec<ReplaySet>>,
     ) -> anyhow::Result<Replay> {
+        let images: usize = all.iter().map(ReplaySet::len).sum();
         self.rt.block_on(oodgate_replay::replay(
             endpoint,
             Self::sets(ctx, Some(300))?,
@@ -68,7 +69,7 @@ impl Replayer {
                 .block_on(oodgate_replay::replay(endpoint, all, self.options.clone()))?;
         eprintln!(
             "  {:.0} images/s",
-            ctx.images.total as f64 / replay.elapsed.as_secs_f64()
+            images as f64 / replay.elapsed.as_secs_f64()
         );
         Ok(replay)
     }
